@@ -2,5 +2,6 @@
 //! land) the config compiler, controllers and config distribution.
 
 pub mod admission;
+pub mod compiler;
 pub mod crd;
 pub mod manifests;

@@ -1,0 +1,476 @@
+//! Compiler rules, one test per rule, on small hand-written worlds and on `examples/retail`.
+
+use std::path::PathBuf;
+
+use signpost_proto::v1 as pb;
+
+use super::*;
+use crate::admission::Admission;
+use crate::manifests::{self, Intent};
+
+fn options() -> Options {
+    Options {
+        key_master: [7; 32],
+        key_epoch: 3,
+    }
+}
+
+fn load(path: &str) -> Intent {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    let docs = manifests::read_documents(&dir).expect("readable manifests");
+    manifests::decode(&docs, &Admission::new()).expect("admitted")
+}
+
+fn yaml(text: &str) -> Intent {
+    let docs = manifests::parse_documents(std::path::Path::new("test.yaml"), text).expect("YAML");
+    manifests::decode(&docs, &Admission::new()).expect("admitted")
+}
+
+fn retail() -> Compiled {
+    compile(&load("examples/retail"), &options())
+}
+
+fn stores(c: &Compiled) -> Vec<&RouterOutput> {
+    c.routers
+        .iter()
+        .filter(|(n, _)| n.starts_with("store-"))
+        .map(|(_, o)| o)
+        .collect()
+}
+
+#[test]
+fn retail_compiles_without_errors() {
+    let c = retail();
+    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
+    assert_eq!(c.routers.len(), 5);
+    assert_eq!(c.rebuilt.len(), 5);
+}
+
+#[test]
+fn guest_never_reaches_payments() {
+    let c = retail();
+    for (name, out) in &c.routers {
+        assert!(
+            !out.config
+                .access
+                .iter()
+                .any(|a| a.tenant == "guest" && a.service == "payments"),
+            "{name} lets guest reach payments"
+        );
+    }
+    // Guest reaches the internet and nothing else, on every store.
+    for out in stores(&c) {
+        let guest: Vec<&str> = out
+            .config
+            .access
+            .iter()
+            .filter(|a| a.tenant == "guest")
+            .map(|a| a.service.as_str())
+            .collect();
+        assert_eq!(guest, ["internet"], "{}", out.config.router);
+    }
+}
+
+#[test]
+fn pos_reaches_payments_encrypted_on_every_store() {
+    let c = retail();
+    let s = stores(&c);
+    assert_eq!(s.len(), 3);
+    for out in s {
+        let rule = out
+            .config
+            .access
+            .iter()
+            .find(|a| a.tenant == "pos" && a.service == "payments")
+            .unwrap_or_else(|| panic!("{} has no pos -> payments", out.config.router));
+        assert_eq!(rule.security, pb::SecurityMode::Encrypt as i32);
+        assert_eq!(rule.priority, pb::Priority::Critical as i32);
+        assert_eq!(rule.path_preference, ["broadband", "lte"]);
+        assert_eq!(
+            rule.sla,
+            Some(pb::Sla {
+                max_latency_ms: 150,
+                max_loss_ppm: 10_000,
+                max_jitter_ms: 0
+            })
+        );
+        let payments = out
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == "payments")
+            .expect("payments service");
+        let at: Vec<&str> = payments
+            .locations
+            .iter()
+            .map(|l| l.router.as_str())
+            .collect();
+        assert_eq!(at, ["hub-aws", "hub-azure"]);
+    }
+}
+
+#[test]
+fn nothing_else_is_allowed() {
+    let c = retail();
+    for out in stores(&c) {
+        let mut pairs: Vec<(String, String)> = out
+            .config
+            .access
+            .iter()
+            .map(|a| (a.tenant.clone(), a.service.clone()))
+            .collect();
+        pairs.sort();
+        let want: Vec<(String, String)> = [
+            ("cameras", "video-archive"),
+            ("guest", "internet"),
+            ("pos", "payments"),
+            ("signage", "ads-cdn"),
+        ]
+        .iter()
+        .map(|(t, s)| (t.to_string(), s.to_string()))
+        .collect();
+        assert_eq!(pairs, want, "{}", out.config.router);
+        assert!(!out.config.services.iter().any(|s| s.name == "inventory"));
+    }
+}
+
+#[test]
+fn each_store_peers_with_both_hubs_over_both_wan_links() {
+    let c = retail();
+    for out in stores(&c) {
+        let peers: Vec<&str> = out.config.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            peers,
+            ["hub-aws", "hub-azure"],
+            "{}: stores do not peer with stores",
+            out.config.router
+        );
+        for peer in &out.config.peers {
+            let mut vectors: Vec<&str> = peer.paths.iter().map(|p| p.vector.as_str()).collect();
+            vectors.sort();
+            assert_eq!(
+                vectors,
+                ["broadband", "lte"],
+                "{} -> {}",
+                out.config.router,
+                peer.name
+            );
+            assert!(
+                peer.paths
+                    .iter()
+                    .all(|p| !p.remote_address.is_empty() && p.remote_waypoint_ports.is_some())
+            );
+            assert_eq!(peer.keys.len(), 2, "current and previous epoch");
+        }
+    }
+}
+
+#[test]
+fn hubs_mesh_and_know_every_store() {
+    let c = retail();
+    let aws = &c.routers["hub-aws"].config;
+    let peers: Vec<&str> = aws.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        peers,
+        ["hub-azure", "store-0142", "store-0217", "store-0388"]
+    );
+    // It fronts payments, video-archive and internet; not inventory or ads-cdn.
+    let services: Vec<&str> = aws.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(services, ["internet", "payments", "video-archive"]);
+    let tenants: Vec<&str> = aws.tenants.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tenants, ["cameras", "guest", "pos"]);
+}
+
+#[test]
+fn stores_do_not_learn_about_each_other() {
+    let c = retail();
+    let cfg = &c.routers["store-0142"].config;
+    let text = format!("{cfg:?}");
+    assert!(!text.contains("store-0217") && !text.contains("store-0388"));
+}
+
+#[test]
+fn both_ends_of_a_peering_hold_the_same_keys() {
+    let c = retail();
+    let key = |from: &str, to: &str| {
+        c.routers[from]
+            .config
+            .peers
+            .iter()
+            .find(|p| p.name == to)
+            .map(|p| p.keys.clone())
+            .expect("peer")
+    };
+    assert_eq!(key("store-0142", "hub-aws"), key("hub-aws", "store-0142"));
+    assert_ne!(key("store-0142", "hub-aws"), key("store-0217", "hub-aws"));
+}
+
+#[test]
+fn same_objects_in_any_order_give_identical_configs() {
+    let intent = load("examples/retail");
+    let reference = compile(&intent, &options());
+    let mut shuffled = intent.clone();
+    // A deterministic shuffle per kind (reverse and rotate), several times.
+    for round in 1..5 {
+        shuffled.tenants.reverse();
+        let n = shuffled.services.len();
+        shuffled.services.rotate_left(round % n);
+        shuffled.policies.reverse();
+        let n = shuffled.routers.len();
+        shuffled.routers.rotate_left(round % n);
+        let again = compile(&shuffled, &options());
+        for (name, out) in &reference.routers {
+            assert_eq!(
+                out.encoded, again.routers[name].encoded,
+                "{name} (round {round})"
+            );
+            assert_eq!(out.version, again.routers[name].version);
+        }
+        assert_eq!(reference.diagnostics, again.diagnostics);
+    }
+}
+
+#[test]
+fn a_change_recompiles_only_the_routers_it_touches() {
+    let intent = load("examples/retail");
+    let mut compiler = Compiler::new(options());
+    let first = compiler.compile(&intent);
+    assert_eq!(first.rebuilt.len(), 5);
+
+    // Nothing changed: nothing rebuilt, same versions.
+    let again = compiler.compile(&intent);
+    assert!(again.rebuilt.is_empty());
+
+    // A tenant only store-0142 has, allowed to a new service at hub-aws.
+    let mut changed = intent.clone();
+    changed.tenants.push(tenant("kiosk", &["10.1.50.0/24"]));
+    changed
+        .services
+        .push(service("loyalty", "10.255.9.0/24", "hub-aws"));
+    changed
+        .policies
+        .push(policy("kiosk-loyalty", "kiosk", "loyalty"));
+    let after = compiler.compile(&changed);
+    assert_eq!(
+        after.rebuilt,
+        ["hub-aws", "store-0142"],
+        "{:?}",
+        after.diagnostics
+    );
+    for name in ["hub-azure", "store-0217", "store-0388"] {
+        assert_eq!(
+            after.routers[name].version, first.routers[name].version,
+            "{name}"
+        );
+    }
+    // The rebuilt outputs equal a from-scratch compile.
+    let scratch = compile(&changed, &options());
+    for (name, out) in &after.routers {
+        assert_eq!(out.version, scratch.routers[name].version, "{name}");
+    }
+
+    // Changing that service (a new port) touches the same two routers only.
+    let mut changed2 = changed.clone();
+    if let Some(s) = changed2
+        .services
+        .iter_mut()
+        .find(|s| s.metadata.name.as_deref() == Some("loyalty"))
+    {
+        s.spec.transports[0].ports.push(crate::crd::PortRange {
+            port: 8443,
+            end_port: None,
+        });
+    }
+    let after2 = compiler.compile(&changed2);
+    assert_eq!(after2.rebuilt, ["hub-aws", "store-0142"]);
+
+    // A key rotation touches everyone.
+    compiler.set_options(Options {
+        key_epoch: 4,
+        ..options()
+    });
+    assert_eq!(compiler.compile(&changed2).rebuilt.len(), 5);
+}
+
+fn tenant(name: &str, prefixes: &[&str]) -> crate::crd::Tenant {
+    crate::crd::Tenant::new(
+        name,
+        crate::crd::TenantSpec {
+            description: None,
+            networks: vec![],
+            prefixes: prefixes
+                .iter()
+                .map(|p| crate::crd::Prefix::from(*p))
+                .collect(),
+        },
+    )
+}
+
+fn service(name: &str, prefix: &str, router: &str) -> crate::crd::Service {
+    let text = format!(
+        "apiVersion: signpost.dev/v1alpha1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  \
+         addresses: [{prefix}]\n  transports: [{{protocol: tcp, ports: [{{port: 443}}]}}]\n  \
+         locations: [{{router: {router}}}]\n"
+    );
+    yaml(&text).services.remove(0)
+}
+
+fn policy(name: &str, tenant: &str, service: &str) -> crate::crd::Policy {
+    let text = format!(
+        "apiVersion: signpost.dev/v1alpha1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  \
+         tenants: [{tenant}]\n  services: [{service}]\n"
+    );
+    yaml(&text).policies.remove(0)
+}
+
+#[test]
+fn nested_tenants_inherit_their_parents_policies() {
+    let mut intent = load("examples/retail");
+    // `lanes.pos` (self-checkout lanes) is inside `pos`.
+    intent
+        .tenants
+        .push(tenant("lanes.pos", &["10.1.10.128/25"]));
+    let c = compile(&intent, &options());
+    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
+    let cfg = &c.routers["store-0142"].config;
+    let lanes = cfg
+        .tenants
+        .iter()
+        .find(|t| t.name == "lanes.pos")
+        .expect("nested tenant is local");
+    assert_eq!(lanes.parent, "pos");
+    assert!(
+        cfg.access.iter().any(|a| a.tenant == "lanes.pos"
+            && a.service == "payments"
+            && a.policy == "pos-payments")
+    );
+    // Only store-0142's LAN holds 10.1.10.128/25.
+    assert!(
+        !c.routers["store-0217"]
+            .config
+            .tenants
+            .iter()
+            .any(|t| t.name == "lanes.pos")
+    );
+}
+
+#[test]
+fn edge_to_edge_peering_needs_both_edges_to_ask() {
+    let mut intent = load("examples/retail");
+    let ask = |r: &mut crate::crd::Router| {
+        r.spec.peering = Some(crate::crd::Peering {
+            edges: true,
+            hubs: vec![],
+        });
+    };
+    if let Some(r) = intent
+        .routers
+        .iter_mut()
+        .find(|r| r.metadata.name.as_deref() == Some("store-0142"))
+    {
+        ask(r);
+    }
+    let one = compile(&intent, &options());
+    assert!(
+        !one.routers["store-0142"]
+            .config
+            .peers
+            .iter()
+            .any(|p| p.name == "store-0217")
+    );
+    if let Some(r) = intent
+        .routers
+        .iter_mut()
+        .find(|r| r.metadata.name.as_deref() == Some("store-0217"))
+    {
+        ask(r);
+    }
+    let both = compile(&intent, &options());
+    assert!(
+        both.routers["store-0142"]
+            .config
+            .peers
+            .iter()
+            .any(|p| p.name == "store-0217")
+    );
+    assert!(
+        both.routers["store-0217"]
+            .config
+            .peers
+            .iter()
+            .any(|p| p.name == "store-0142")
+    );
+}
+
+#[test]
+fn reference_errors_name_the_object_and_the_fix() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/invalid/references");
+    let files = manifests::manifest_files(&dir).expect("dir");
+    assert!(files.len() >= 6);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect:"))
+            .expect("expect line")
+            .trim();
+        let docs = manifests::parse_documents(&file, &text).expect("YAML");
+        let intent = manifests::decode(&docs, &Admission::new()).expect("admitted");
+        let c = compile(&intent, &options());
+        assert!(c.has_errors(), "{}: no error", file.display());
+        let errors: Vec<String> = c
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errors.iter().any(|e| e.contains(expect)),
+            "{}: expected `{expect}` in {errors:#?}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_policy_with_a_dangling_reference_grants_nothing() {
+    let mut intent = load("examples/retail");
+    if let Some(p) = intent
+        .policies
+        .iter_mut()
+        .find(|p| p.metadata.name.as_deref() == Some("pos-payments"))
+    {
+        p.spec.tenants.push("pso".into());
+    }
+    let c = compile(&intent, &options());
+    assert!(
+        c.routers
+            .values()
+            .all(|o| !o.config.access.iter().any(|a| a.policy == "pos-payments"))
+    );
+    // The other policies still apply.
+    assert!(
+        c.routers["store-0142"]
+            .config
+            .access
+            .iter()
+            .any(|a| a.tenant == "guest")
+    );
+}
+
+#[test]
+fn duplicate_names_are_errors_whatever_the_order() {
+    let mut intent = load("examples/retail");
+    let mut twin = intent.tenants[0].clone();
+    twin.spec.description = Some("a second definition".into());
+    intent.tenants.push(twin);
+    let c = compile(&intent, &options());
+    assert!(c.diagnostics.iter().any(|d| d.reason == "DefinedTwice"));
+    intent.tenants.reverse();
+    let d = compile(&intent, &options());
+    for (name, out) in &c.routers {
+        assert_eq!(out.version, d.routers[name].version);
+    }
+}
