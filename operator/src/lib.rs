@@ -5,3 +5,4 @@ pub mod admission;
 pub mod compiler;
 pub mod crd;
 pub mod manifests;
+pub mod render;
