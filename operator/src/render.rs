@@ -47,9 +47,9 @@ fn port_range(r: &pb::PortRange) -> Value {
 }
 
 /// One router's output as a JSON value.
-pub fn router(output: &RouterOutput) -> Value {
-    let c = &output.config;
-    object(vec![
+pub fn router(output: &RouterOutput) -> Result<Value, prost::DecodeError> {
+    let c = &output.config()?;
+    Ok(object(vec![
         ("router", json!(c.router)),
         ("version", json!(output.version)),
         (
@@ -71,7 +71,7 @@ pub fn router(output: &RouterOutput) -> Value {
         ("access", c.access.iter().map(access).collect()),
         ("peers", c.peers.iter().map(peer).collect()),
         ("keyEpoch", json!(c.key_epoch)),
-    ])
+    ]))
 }
 
 fn wan(i: &pb::WanInterface) -> Value {
@@ -272,8 +272,8 @@ mod tests {
             },
         );
         let out = &c.routers["store-0142"];
-        let text = router(out).to_string();
-        for peer in &out.config.peers {
+        let text = router(out).expect("decodes").to_string();
+        for peer in &out.config().expect("decodes").peers {
             for key in &peer.keys {
                 assert!(!text.contains(&hex::encode(&key.key)));
             }

@@ -108,12 +108,19 @@ fn render_command(
             key_epoch,
         },
     );
-    let outputs: Vec<_> = compiled
+    let outputs: Vec<serde_json::Value> = match compiled
         .routers
-        .values()
-        .filter(|o| only.is_none_or(|n| o.config.router == n))
-        .map(render::router)
-        .collect();
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|n| name.as_str() == n))
+        .map(|(_, o)| render::router(o))
+        .collect()
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: decoding a compiled config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(name) = only
         && outputs.is_empty()
     {

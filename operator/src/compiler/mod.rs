@@ -39,6 +39,7 @@ mod units;
 mod world;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -60,25 +61,28 @@ pub struct Options {
     pub key_epoch: u64,
 }
 
-/// One router's compiled configuration.
+/// One router's compiled configuration. Only the encoding is kept — it is what is sent and
+/// persisted, and a decoded `RouterConfig` takes several times its size in memory (a hub of a
+/// 10,000-store chain holds 10,000 peers).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouterOutput {
-    pub config: RouterConfig,
-    /// The config's protobuf encoding (what is sent and persisted).
+    /// The config's protobuf encoding.
     pub encoded: Vec<u8>,
     /// Hex SHA-256 of `encoded`.
     pub version: String,
 }
 
 impl RouterOutput {
-    fn new(config: RouterConfig) -> Self {
+    fn new(config: &RouterConfig) -> Self {
         let encoded = config.encode_to_vec();
         let version = hex::encode(Sha256::digest(&encoded));
-        Self {
-            config,
-            encoded,
-            version,
-        }
+        Self { encoded, version }
+    }
+
+    /// The config, decoded from `encoded` (which this module wrote, so decoding cannot fail
+    /// short of memory corruption; an error is still an error, not a panic).
+    pub fn config(&self) -> Result<RouterConfig, prost::DecodeError> {
+        RouterConfig::decode(self.encoded.as_slice())
     }
 }
 
@@ -86,7 +90,8 @@ impl RouterOutput {
 #[derive(Clone, Debug, Default)]
 pub struct Compiled {
     /// By router name. Routers with errors of their own are absent (they keep their last config).
-    pub routers: BTreeMap<String, RouterOutput>,
+    /// Shared with the compiler's memory of its last results, never copied.
+    pub routers: BTreeMap<String, Arc<RouterOutput>>,
     /// Sorted, de-duplicated.
     pub diagnostics: Vec<Diagnostic>,
     /// Routers rebuilt by this compilation (all of them on a first compile).
@@ -111,7 +116,7 @@ pub fn compile(intent: &Intent, options: &Options) -> Compiled {
 pub struct Compiler {
     options: Options,
     /// Router name → (selection fingerprint, output).
-    last: BTreeMap<String, ([u8; 32], RouterOutput)>,
+    last: BTreeMap<String, ([u8; 32], Arc<RouterOutput>)>,
 }
 
 impl Compiler {
@@ -129,29 +134,71 @@ impl Compiler {
 
     pub fn compile(&mut self, intent: &Intent) -> Compiled {
         let (world, mut diagnostics) = World::resolve(intent);
+        let names: Vec<&str> = world.router_names().collect();
+        // Routers are independent once the world is resolved: split them over the cores.
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        let chunk = names.len().div_ceil(workers).max(1);
+        let (options, last) = (&self.options, &self.last);
+        let world = &world;
+        let results: Vec<RouterResults> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || compile_routers(world, part, options, last)))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
         let mut out = Compiled::default();
         let mut next = BTreeMap::new();
-        for name in world.router_names() {
-            let Some(selection) = select(&world, name, &mut diagnostics) else {
-                continue;
-            };
-            let fingerprint = selection.fingerprint(&self.options);
-            let output = match self.last.remove(name) {
-                Some((previous, output)) if previous == fingerprint => output,
-                _ => {
-                    out.rebuilt.push(name.to_string());
-                    RouterOutput::new(selection.build(&self.options))
-                }
-            };
-            out.routers.insert(name.to_string(), output.clone());
-            next.insert(name.to_string(), (fingerprint, output));
+        for r in results {
+            diagnostics.extend(r.diagnostics);
+            out.rebuilt.extend(r.rebuilt);
+            for (name, fingerprint, output) in r.outputs {
+                out.routers.insert(name.clone(), Arc::clone(&output));
+                next.insert(name, (fingerprint, output));
+            }
         }
+        out.rebuilt.sort();
         self.last = next;
         diagnostics.sort();
         diagnostics.dedup();
         out.diagnostics = diagnostics;
         out
     }
+}
+
+/// What one worker produced.
+#[derive(Default)]
+struct RouterResults {
+    outputs: Vec<(String, [u8; 32], Arc<RouterOutput>)>,
+    rebuilt: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+fn compile_routers(
+    world: &World<'_>,
+    names: &[&str],
+    options: &Options,
+    last: &BTreeMap<String, ([u8; 32], Arc<RouterOutput>)>,
+) -> RouterResults {
+    let mut r = RouterResults::default();
+    for &name in names {
+        let Some(selection) = select(world, name, &mut r.diagnostics) else {
+            continue;
+        };
+        let fingerprint = selection.fingerprint(options);
+        let output = match last.get(name) {
+            Some((previous, output)) if *previous == fingerprint => Arc::clone(output),
+            _ => {
+                r.rebuilt.push(name.to_string());
+                Arc::new(RouterOutput::new(&selection.build(options)))
+            }
+        };
+        r.outputs.push((name.to_string(), fingerprint, output));
+    }
+    r
 }
 
 #[cfg(test)]

@@ -90,18 +90,20 @@ pub fn select<'w, 'a>(
     }
 
     let mut access = BTreeSet::new();
-    for (&(tenant, service), grant) in &world.grants {
-        let fronted_here = world.services.get(service).is_some_and(|s| {
-            s.locations
-                .iter()
-                .any(|&i| s.service.spec.locations[i].router.as_str() == name)
-        });
-        if fronted_here {
-            access.insert((tenant, service));
-        } else if local.contains(tenant) {
+    let fronted = world.services_by_router.get(name);
+    for service in fronted.into_iter().flatten() {
+        for tenant in world.tenants_by_service.get(service).into_iter().flatten() {
+            access.insert((*tenant, *service));
+        }
+    }
+    for tenant in &local {
+        for service in world.services_by_tenant.get(tenant).into_iter().flatten() {
+            if access.contains(&(*tenant, *service)) {
+                continue;
+            }
             if reachable(service) {
-                access.insert((tenant, service));
-            } else {
+                access.insert((*tenant, *service));
+            } else if let Some(grant) = world.grants.get(&(*tenant, *service)) {
                 diagnostics.push(Diagnostic::warning(
                     "Router",
                     name,
@@ -125,14 +127,7 @@ pub fn select<'w, 'a>(
         .collect();
     tenants.extend(enclosing_tenants);
     let mut services: BTreeSet<&'a str> = access.iter().map(|(_, s)| *s).collect();
-    for (service_name, s) in &world.services {
-        if s.locations
-            .iter()
-            .any(|&i| s.service.spec.locations[i].router.as_str() == name)
-        {
-            services.insert(service_name);
-        }
-    }
+    services.extend(fronted.into_iter().flatten().copied());
     Some(Selection {
         world,
         name,
@@ -148,36 +143,39 @@ impl Selection<'_, '_> {
     /// SHA-256 over everything [`build`](Self::build) reads.
     pub fn fingerprint(&self, options: &Options) -> [u8; 32] {
         let mut h = Sha256::new();
-        let mut put = |kind: &str, name: &str, hash: Option<&[u8; 32]>| {
-            h.update(kind.as_bytes());
-            h.update([0]);
+        // Each item is written as tag, name, NUL, spec hash: unambiguous without allocating.
+        fn put(h: &mut Sha256, tag: u8, name: &str, hash: Option<&[u8; 32]>) {
+            h.update([tag]);
             h.update(name.as_bytes());
             h.update([0]);
-            h.update(hash.map(|x| &x[..]).unwrap_or(&[]));
-        };
+            h.update(hash.map(|x| &x[..]).unwrap_or(&[0; 32]));
+        }
         let w = self.world;
-        put("self", self.name, w.hashes.get(&("Router", self.name)));
+        put(
+            &mut h,
+            b'R',
+            self.name,
+            w.hashes.get(&("Router", self.name)),
+        );
         for p in &self.peers {
-            put("peer", p, w.hashes.get(&("Router", *p)));
+            put(&mut h, b'P', p, w.hashes.get(&("Router", *p)));
         }
         for t in &self.tenants {
-            put("tenant", t, w.hashes.get(&("Tenant", *t)));
+            put(&mut h, b'T', t, w.hashes.get(&("Tenant", *t)));
         }
         for s in &self.services {
-            put("service", s, w.hashes.get(&("Service", *s)));
+            put(&mut h, b'S', s, w.hashes.get(&("Service", *s)));
             if let Some(resolved) = w.services.get(s) {
-                let kept: Vec<String> =
-                    resolved.locations.iter().map(ToString::to_string).collect();
-                put("locations", &kept.join(","), None);
+                for i in &resolved.locations {
+                    h.update((*i as u64).to_be_bytes());
+                }
             }
         }
         for (t, s) in &self.access {
             if let Some(g) = w.grants.get(&(*t, *s)) {
-                put(
-                    "grant",
-                    &format!("{t}\u{0}{s}\u{0}{}", g.policy_name),
-                    w.hashes.get(&("Policy", g.policy_name)),
-                );
+                put(&mut h, b'A', t, None);
+                put(&mut h, b'a', s, w.hashes.get(&("Policy", g.policy_name)));
+                h.update(g.policy_name.as_bytes());
             }
         }
         h.update(options.key_master);

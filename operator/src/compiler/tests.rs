@@ -28,15 +28,19 @@ fn yaml(text: &str) -> Intent {
     manifests::decode(&docs, &Admission::new()).expect("admitted")
 }
 
+fn cfg(out: &RouterOutput) -> pb::RouterConfig {
+    out.config().expect("the compiler's own encoding decodes")
+}
+
 fn retail() -> Compiled {
     compile(&load("examples/retail"), &options())
 }
 
-fn stores(c: &Compiled) -> Vec<&RouterOutput> {
+fn stores(c: &Compiled) -> Vec<pb::RouterConfig> {
     c.routers
         .iter()
         .filter(|(n, _)| n.starts_with("store-"))
-        .map(|(_, o)| o)
+        .map(|(_, o)| cfg(o))
         .collect()
 }
 
@@ -53,7 +57,7 @@ fn guest_never_reaches_payments() {
     let c = retail();
     for (name, out) in &c.routers {
         assert!(
-            !out.config
+            !cfg(out)
                 .access
                 .iter()
                 .any(|a| a.tenant == "guest" && a.service == "payments"),
@@ -63,13 +67,12 @@ fn guest_never_reaches_payments() {
     // Guest reaches the internet and nothing else, on every store.
     for out in stores(&c) {
         let guest: Vec<&str> = out
-            .config
             .access
             .iter()
             .filter(|a| a.tenant == "guest")
             .map(|a| a.service.as_str())
             .collect();
-        assert_eq!(guest, ["internet"], "{}", out.config.router);
+        assert_eq!(guest, ["internet"], "{}", out.router);
     }
 }
 
@@ -80,11 +83,10 @@ fn pos_reaches_payments_encrypted_on_every_store() {
     assert_eq!(s.len(), 3);
     for out in s {
         let rule = out
-            .config
             .access
             .iter()
             .find(|a| a.tenant == "pos" && a.service == "payments")
-            .unwrap_or_else(|| panic!("{} has no pos -> payments", out.config.router));
+            .unwrap_or_else(|| panic!("{} has no pos -> payments", out.router));
         assert_eq!(rule.security, pb::SecurityMode::Encrypt as i32);
         assert_eq!(rule.priority, pb::Priority::Critical as i32);
         assert_eq!(rule.path_preference, ["broadband", "lte"]);
@@ -97,7 +99,6 @@ fn pos_reaches_payments_encrypted_on_every_store() {
             })
         );
         let payments = out
-            .config
             .services
             .iter()
             .find(|s| s.name == "payments")
@@ -116,7 +117,6 @@ fn nothing_else_is_allowed() {
     let c = retail();
     for out in stores(&c) {
         let mut pairs: Vec<(String, String)> = out
-            .config
             .access
             .iter()
             .map(|a| (a.tenant.clone(), a.service.clone()))
@@ -131,8 +131,8 @@ fn nothing_else_is_allowed() {
         .iter()
         .map(|(t, s)| (t.to_string(), s.to_string()))
         .collect();
-        assert_eq!(pairs, want, "{}", out.config.router);
-        assert!(!out.config.services.iter().any(|s| s.name == "inventory"));
+        assert_eq!(pairs, want, "{}", out.router);
+        assert!(!out.services.iter().any(|s| s.name == "inventory"));
     }
 }
 
@@ -140,21 +140,21 @@ fn nothing_else_is_allowed() {
 fn each_store_peers_with_both_hubs_over_both_wan_links() {
     let c = retail();
     for out in stores(&c) {
-        let peers: Vec<&str> = out.config.peers.iter().map(|p| p.name.as_str()).collect();
+        let peers: Vec<&str> = out.peers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             peers,
             ["hub-aws", "hub-azure"],
             "{}: stores do not peer with stores",
-            out.config.router
+            out.router
         );
-        for peer in &out.config.peers {
+        for peer in &out.peers {
             let mut vectors: Vec<&str> = peer.paths.iter().map(|p| p.vector.as_str()).collect();
             vectors.sort();
             assert_eq!(
                 vectors,
                 ["broadband", "lte"],
                 "{} -> {}",
-                out.config.router,
+                out.router,
                 peer.name
             );
             assert!(
@@ -170,7 +170,7 @@ fn each_store_peers_with_both_hubs_over_both_wan_links() {
 #[test]
 fn hubs_mesh_and_know_every_store() {
     let c = retail();
-    let aws = &c.routers["hub-aws"].config;
+    let aws = cfg(&c.routers["hub-aws"]);
     let peers: Vec<&str> = aws.peers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         peers,
@@ -186,8 +186,8 @@ fn hubs_mesh_and_know_every_store() {
 #[test]
 fn stores_do_not_learn_about_each_other() {
     let c = retail();
-    let cfg = &c.routers["store-0142"].config;
-    let text = format!("{cfg:?}");
+    let config = cfg(&c.routers["store-0142"]);
+    let text = format!("{config:?}");
     assert!(!text.contains("store-0217") && !text.contains("store-0388"));
 }
 
@@ -195,8 +195,7 @@ fn stores_do_not_learn_about_each_other() {
 fn both_ends_of_a_peering_hold_the_same_keys() {
     let c = retail();
     let key = |from: &str, to: &str| {
-        c.routers[from]
-            .config
+        cfg(&c.routers[from])
             .peers
             .iter()
             .find(|p| p.name == to)
@@ -334,22 +333,21 @@ fn nested_tenants_inherit_their_parents_policies() {
         .push(tenant("lanes.pos", &["10.1.10.128/25"]));
     let c = compile(&intent, &options());
     assert!(!c.has_errors(), "{:#?}", c.diagnostics);
-    let cfg = &c.routers["store-0142"].config;
-    let lanes = cfg
+    let config = cfg(&c.routers["store-0142"]);
+    let lanes = config
         .tenants
         .iter()
         .find(|t| t.name == "lanes.pos")
         .expect("nested tenant is local");
     assert_eq!(lanes.parent, "pos");
     assert!(
-        cfg.access.iter().any(|a| a.tenant == "lanes.pos"
+        config.access.iter().any(|a| a.tenant == "lanes.pos"
             && a.service == "payments"
             && a.policy == "pos-payments")
     );
     // Only store-0142's LAN holds 10.1.10.128/25.
     assert!(
-        !c.routers["store-0217"]
-            .config
+        !cfg(&c.routers["store-0217"])
             .tenants
             .iter()
             .any(|t| t.name == "lanes.pos")
@@ -374,8 +372,7 @@ fn edge_to_edge_peering_needs_both_edges_to_ask() {
     }
     let one = compile(&intent, &options());
     assert!(
-        !one.routers["store-0142"]
-            .config
+        !cfg(&one.routers["store-0142"])
             .peers
             .iter()
             .any(|p| p.name == "store-0217")
@@ -389,15 +386,13 @@ fn edge_to_edge_peering_needs_both_edges_to_ask() {
     }
     let both = compile(&intent, &options());
     assert!(
-        both.routers["store-0142"]
-            .config
+        cfg(&both.routers["store-0142"])
             .peers
             .iter()
             .any(|p| p.name == "store-0217")
     );
     assert!(
-        both.routers["store-0217"]
-            .config
+        cfg(&both.routers["store-0217"])
             .peers
             .iter()
             .any(|p| p.name == "store-0142")
@@ -448,12 +443,11 @@ fn a_policy_with_a_dangling_reference_grants_nothing() {
     assert!(
         c.routers
             .values()
-            .all(|o| !o.config.access.iter().any(|a| a.policy == "pos-payments"))
+            .all(|o| !cfg(o).access.iter().any(|a| a.policy == "pos-payments"))
     );
     // The other policies still apply.
     assert!(
-        c.routers["store-0142"]
-            .config
+        cfg(&c.routers["store-0142"])
             .access
             .iter()
             .any(|a| a.tenant == "guest")

@@ -36,6 +36,12 @@ pub struct World<'a> {
     pub peers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     /// LAN network name → tenants that claim it.
     pub tenants_by_network: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Tenant → the services it may reach (an index of `grants`).
+    pub services_by_tenant: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Router → the services with a (resolved) location on it.
+    pub services_by_router: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Service → the tenants that may reach it (an index of `grants`).
+    pub tenants_by_service: BTreeMap<&'a str, BTreeSet<&'a str>>,
     /// (kind, name) → SHA-256 of the object's spec, for selection fingerprints.
     pub hashes: BTreeMap<(&'static str, &'a str), [u8; 32]>,
 }
@@ -255,8 +261,12 @@ impl<'a> World<'a> {
             let mut locations = Vec::new();
             for (i, location) in service.spec.locations.iter().enumerate() {
                 let router = location.router.as_str();
-                if self.routers.contains_key(router) {
+                if let Some((router, _)) = self.routers.get_key_value(router) {
                     locations.push(i);
+                    self.services_by_router
+                        .entry(router)
+                        .or_default()
+                        .insert(name);
                 } else if all_routers.contains_key(router) {
                     d.push(Diagnostic::error(
                         "Service",
@@ -379,6 +389,14 @@ impl<'a> World<'a> {
                 ));
             }
             self.grants.insert((tenant, service), grants[0]);
+            self.services_by_tenant
+                .entry(tenant)
+                .or_default()
+                .insert(service);
+            self.tenants_by_service
+                .entry(service)
+                .or_default()
+                .insert(tenant);
         }
     }
 
@@ -391,28 +409,47 @@ impl<'a> World<'a> {
             .collect()
     }
 
+    /// Peers by shared neighborhood. Only pairs that may peer are compared (edge–hub, hub–hub,
+    /// and edges that ask for edge peering), so 10,000 edges cost 10,000 × hubs, not 10,000².
     fn resolve_peering(&mut self, d: &mut Vec<Diagnostic>) {
-        let routers: Vec<(&'a str, &'a Router, BTreeSet<&'a str>)> = self
-            .routers
-            .iter()
-            .map(|(n, r)| (*n, *r, wan_neighborhoods(r)))
-            .collect();
-        for (name, _, _) in &routers {
+        let wants_edges = |r: &Router| r.spec.peering.as_ref().is_some_and(|p| p.edges);
+        let mut hubs = Vec::new();
+        let mut edges = Vec::new();
+        let mut social_edges = Vec::new();
+        for (name, router) in &self.routers {
+            let entry = (*name, *router, wan_neighborhoods(router));
+            match router.spec.role {
+                RouterRole::Hub => hubs.push(entry),
+                RouterRole::Edge if wants_edges(router) => {
+                    social_edges.push(entry.clone());
+                    edges.push(entry);
+                }
+                RouterRole::Edge => edges.push(entry),
+            }
             self.peers.insert(name, BTreeSet::new());
         }
-        for (i, (a, ra, na)) in routers.iter().enumerate() {
-            for (b, rb, nb) in &routers[i + 1..] {
-                if na.is_disjoint(nb) || !may_peer(a, ra, b, rb) {
-                    continue;
-                }
-                self.peers.entry(a).or_default().insert(b);
-                self.peers.entry(b).or_default().insert(a);
+        let mut pairs = Vec::new();
+        for (i, (a, ra, na)) in hubs.iter().enumerate() {
+            for (b, rb, nb) in &hubs[i + 1..] {
+                pairs.push((*a, *ra, na, *b, *rb, nb));
+            }
+            for (b, rb, nb) in &edges {
+                pairs.push((*a, *ra, na, *b, *rb, nb));
             }
         }
-        for (name, router, _) in &routers {
-            if router.spec.role != RouterRole::Edge {
+        for (i, (a, ra, na)) in social_edges.iter().enumerate() {
+            for (b, rb, nb) in &social_edges[i + 1..] {
+                pairs.push((*a, *ra, na, *b, *rb, nb));
+            }
+        }
+        for (a, ra, na, b, rb, nb) in pairs {
+            if na.is_disjoint(nb) || !may_peer(a, ra, b, rb) {
                 continue;
             }
+            self.peers.entry(a).or_default().insert(b);
+            self.peers.entry(b).or_default().insert(a);
+        }
+        for (name, router, _) in &edges {
             let has_hub = self.peers.get(name).is_some_and(|peers| {
                 peers.iter().any(|p| {
                     self.routers

@@ -1,0 +1,309 @@
+//! The compiler at chain scale: 10,000 edge routers, 10 hubs, 200 services, 20 tenants and 500
+//! policies, generated in memory.
+//!
+//!     cargo bench -p signpost-operator --bench compile_scale
+//!
+//! Prints the full compile time, the time to recompile after one service changes, and the
+//! process's peak RSS, each against its target; exits non-zero when a target is missed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use signpost_operator::compiler::{Compiler, Options};
+use signpost_operator::crd::*;
+use signpost_operator::manifests::Intent;
+
+const EDGES: usize = 10_000;
+const HUBS: usize = 10;
+const SERVICES: usize = 200;
+const TENANTS: usize = 20;
+const POLICIES: usize = 500;
+/// Tenants present at each store (their LAN networks).
+const TENANTS_PER_STORE: usize = 6;
+
+fn wan(name: &str, vector: &str, address: String, cost: u16) -> Interface {
+    Interface {
+        name: name.into(),
+        role: InterfaceRole::Wan,
+        device: None,
+        addresses: vec![InterfaceAddress(address)],
+        gateway: None,
+        neighborhood: Some("internet".into()),
+        vector: Some(vector.into()),
+        capacity: Some("500Mbps".into()),
+        cost: Some(cost),
+        waypoint_ports: None,
+        networks: vec![],
+        multus: None,
+    }
+}
+
+fn lan(networks: Vec<LanNetwork>) -> Interface {
+    Interface {
+        name: "lan".into(),
+        role: InterfaceRole::Lan,
+        device: None,
+        addresses: vec![],
+        gateway: None,
+        neighborhood: None,
+        vector: None,
+        capacity: None,
+        cost: None,
+        waypoint_ports: None,
+        networks,
+        multus: None,
+    }
+}
+
+fn router(name: &str, role: RouterRole, interfaces: Vec<Interface>) -> Router {
+    Router::new(
+        name,
+        RouterSpec {
+            role,
+            site: BTreeMap::new(),
+            interfaces,
+            peering: None,
+            placement: None,
+            ha: None,
+        },
+    )
+}
+
+fn service(i: usize, port: u16) -> Service {
+    let locations = (0..1 + i % 2)
+        .map(|k| ServiceLocation {
+            router: format!("hub-{}", (i + k * 3) % HUBS).as_str().into(),
+            addresses: vec![],
+            priority: k as u16,
+        })
+        .collect();
+    Service::new(
+        &format!("svc-{i}"),
+        ServiceSpec {
+            description: None,
+            addresses: vec![Prefix(format!("10.{}.{}.0/24", 200 + i / 250, i % 250))],
+            hostname: None,
+            transports: vec![Transport {
+                protocol: Protocol::Tcp,
+                ports: vec![PortRange {
+                    port,
+                    end_port: None,
+                }],
+            }],
+            locations,
+            traffic_class: TrafficClass::Interactive,
+            load_balancing: LoadBalancing::Proximity,
+        },
+    )
+}
+
+fn chain() -> Intent {
+    let mut intent = Intent::default();
+    for t in 0..TENANTS {
+        intent.tenants.push(Tenant::new(
+            &format!("tenant-{t}"),
+            TenantSpec {
+                description: None,
+                networks: vec![format!("net-{t}").as_str().into()],
+                prefixes: vec![],
+            },
+        ));
+    }
+    for s in 0..SERVICES {
+        intent.services.push(service(s, 443));
+    }
+    for p in 0..POLICIES {
+        let spec = PolicySpec {
+            description: None,
+            tenants: vec![format!("tenant-{}", p % TENANTS).as_str().into()],
+            services: vec![
+                format!("svc-{}", (p * 7) % SERVICES).as_str().into(),
+                format!("svc-{}", (p * 13 + 1) % SERVICES).as_str().into(),
+            ],
+            direction: Direction::FromTenant,
+            sla: None,
+            path_preference: vec!["broadband".into(), "lte".into()],
+            priority: Priority::Normal,
+            rate_limit: None,
+            security: SecurityMode::Encrypt,
+        };
+        intent
+            .policies
+            .push(Policy::new(&format!("policy-{p}"), spec));
+    }
+    for h in 0..HUBS {
+        intent.routers.push(router(
+            &format!("hub-{h}"),
+            RouterRole::Hub,
+            vec![wan("internet", "internet", format!("203.0.{h}.10/24"), 0)],
+        ));
+    }
+    for e in 0..EDGES {
+        let networks = (0..TENANTS_PER_STORE)
+            .map(|k| {
+                let t = (e + k * 3) % TENANTS;
+                LanNetwork {
+                    name: format!("net-{t}").as_str().into(),
+                    prefixes: vec![Prefix(format!("10.{}.{}.0/24", e / 256 % 200, (e % 256)))],
+                    vlan: Some(10 + k as u16),
+                }
+            })
+            .collect();
+        intent.routers.push(router(
+            &format!("store-{e:05}"),
+            RouterRole::Edge,
+            vec![
+                wan(
+                    "broadband",
+                    "broadband",
+                    format!("100.{}.{}.2/24", 64 + e / 256 % 64, e % 256),
+                    10,
+                ),
+                wan(
+                    "lte",
+                    "lte",
+                    format!("100.{}.{}.3/24", 64 + e / 256 % 64, e % 256),
+                    100,
+                ),
+                lan(networks),
+            ],
+        ));
+    }
+    // One store's own tenant and service: the narrowest change the chain can see.
+    intent.tenants.push(Tenant::new(
+        "solo",
+        TenantSpec {
+            description: None,
+            networks: vec!["net-solo".into()],
+            prefixes: vec![],
+        },
+    ));
+    if let Some(store) = intent
+        .routers
+        .iter_mut()
+        .find(|r| r.metadata.name.as_deref() == Some("store-00000"))
+    {
+        store.spec.interfaces[2].networks.push(LanNetwork {
+            name: "net-solo".into(),
+            prefixes: vec![],
+            vlan: Some(99),
+        });
+    }
+    let mut solo = service(SERVICES, 443);
+    solo.metadata.name = Some("svc-solo".into());
+    solo.spec.locations.truncate(1);
+    intent.services.push(solo);
+    let mut policy = intent.policies[0].clone();
+    policy.metadata.name = Some("policy-solo".into());
+    policy.spec.tenants = vec!["solo".into()];
+    policy.spec.services = vec!["svc-solo".into()];
+    intent.policies.push(policy);
+    intent
+}
+
+/// Best of five recompiles after `change`; returns the time and how many routers were rebuilt.
+fn recompile(
+    compiler: &mut Compiler,
+    intent: &Intent,
+    change: impl Fn(&mut Intent, u16),
+) -> (Duration, usize) {
+    let mut best = Duration::MAX;
+    let mut rebuilt = 0;
+    for round in 0..5 {
+        let mut changed = intent.clone();
+        change(&mut changed, 8000 + round);
+        let start = Instant::now();
+        let out = compiler.compile(&changed);
+        best = best.min(start.elapsed());
+        rebuilt = out.rebuilt.len();
+    }
+    (best, rebuilt)
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn report(what: &str, value: String, target: &str, ok: bool) -> bool {
+    println!(
+        "{what:<44} {value:>12}   target {target:<10} {}",
+        if ok { "met" } else { "MISSED" }
+    );
+    ok
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no options.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "compiler scale: {EDGES} edges, {HUBS} hubs, {SERVICES} services, {TENANTS} tenants, \
+         {POLICIES} policies ({cores} cores)"
+    );
+    let intent = chain();
+    let options = Options {
+        key_master: [1; 32],
+        key_epoch: 1,
+    };
+
+    let mut compiler = Compiler::new(options.clone());
+    let start = Instant::now();
+    let full = compiler.compile(&intent);
+    let full_time = start.elapsed();
+    assert_eq!(
+        full.routers.len(),
+        EDGES + HUBS,
+        "every router compiles: {:?}",
+        full.diagnostics.first()
+    );
+    let bytes: usize = full.routers.values().map(|o| o.encoded.len()).sum();
+    println!(
+        "  {} configs, {:.1} MB encoded in total",
+        full.routers.len(),
+        bytes as f64 / 1e6
+    );
+
+    // One service changes (a new port). A widely used service touches most stores in this chain;
+    // the store's own service touches that store and its hub.
+    let solo_index = intent.services.len() - 1;
+    let (wide, wide_rebuilt) = recompile(&mut compiler, &intent, |i, port| {
+        i.services[17] = service(17, port)
+    });
+    let (narrow, narrow_rebuilt) = recompile(&mut compiler, &intent, |i, port| {
+        i.services[solo_index].spec.transports[0].ports[0].port = port;
+    });
+
+    let rss = peak_rss_bytes().unwrap_or(0);
+    let mut ok = true;
+    ok &= report(
+        "full compile",
+        format!("{:.2} s", full_time.as_secs_f64()),
+        "<= 5 s",
+        full_time <= Duration::from_secs(5),
+    );
+    ok &= report(
+        &format!("one-service change, {narrow_rebuilt} routers rebuilt"),
+        format!("{:.1} ms", narrow.as_secs_f64() * 1e3),
+        "<= 100 ms",
+        narrow <= Duration::from_millis(100),
+    );
+    ok &= report(
+        &format!("one-service change, {wide_rebuilt} routers rebuilt"),
+        format!("{:.1} ms", wide.as_secs_f64() * 1e3),
+        "<= 100 ms",
+        wide <= Duration::from_millis(100),
+    );
+    ok &= report(
+        "peak RSS",
+        format!("{:.0} MiB", rss as f64 / 1048576.0),
+        "<= 2 GiB",
+        rss <= 2 << 30,
+    );
+    if !ok {
+        std::process::exit(1);
+    }
+}
