@@ -203,3 +203,6 @@ fn compile_routers(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

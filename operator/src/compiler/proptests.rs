@@ -1,0 +1,331 @@
+//! Properties of the compiler over random small worlds, including broken ones (dangling
+//! references, duplicate names, routers without WAN interfaces).
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use signpost_proto::v1 as pb;
+
+use super::world::enclosing;
+use super::*;
+use crate::crd::*;
+use crate::manifests::Intent;
+
+const TENANTS: &[&str] = &["pos", "cameras", "lanes.pos", "east.lanes.pos", "guest"];
+const SERVICES: &[&str] = &["payments", "video", "internet"];
+const ROUTERS: &[&str] = &["hub-a", "hub-b", "store-1", "store-2", "store-3"];
+const NETWORKS: &[&str] = &["pos", "cameras", "guest"];
+const PREFIXES: &[&str] = &[
+    "10.1.0.0/16",
+    "10.1.10.0/24",
+    "10.1.10.128/25",
+    "10.2.0.0/16",
+];
+
+fn name(pool: &'static [&'static str], ghost: &'static str) -> impl Strategy<Value = String> {
+    // Mostly real names, sometimes a dangling one.
+    prop_oneof![9 => proptest::sample::select(pool).prop_map(String::from), 1 => Just(ghost.to_string())]
+}
+
+fn tenant(n: &'static str) -> impl Strategy<Value = Tenant> {
+    (
+        Just(n),
+        proptest::sample::subsequence(NETWORKS, 0..=2),
+        proptest::sample::subsequence(PREFIXES, 0..=1),
+    )
+        .prop_map(|(n, networks, prefixes)| {
+            Tenant::new(
+                n,
+                TenantSpec {
+                    description: None,
+                    networks: networks.into_iter().map(SymbolicName::from).collect(),
+                    prefixes: prefixes.into_iter().map(Prefix::from).collect(),
+                },
+            )
+        })
+}
+
+fn service(n: &'static str) -> impl Strategy<Value = Service> {
+    (
+        Just(n),
+        proptest::collection::vec(name(ROUTERS, "hub-ghost"), 1..3),
+        1u16..3,
+    )
+        .prop_map(|(n, locations, port)| {
+            Service::new(
+                n,
+                ServiceSpec {
+                    description: None,
+                    addresses: vec![Prefix::from("10.255.0.0/24")],
+                    hostname: None,
+                    transports: vec![Transport {
+                        protocol: Protocol::Tcp,
+                        ports: vec![PortRange {
+                            port,
+                            end_port: None,
+                        }],
+                    }],
+                    locations: locations
+                        .into_iter()
+                        .map(|r| ServiceLocation {
+                            router: ObjectName(r),
+                            addresses: vec![],
+                            priority: 0,
+                        })
+                        .collect(),
+                    traffic_class: TrafficClass::BestEffort,
+                    load_balancing: LoadBalancing::Proximity,
+                },
+            )
+        })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        0usize..4,
+        proptest::collection::vec(name(TENANTS, "pso"), 1..3),
+        proptest::collection::vec(name(SERVICES, "paymnets"), 1..3),
+        proptest::sample::select(&[Priority::Critical, Priority::Normal, Priority::Low][..]),
+        proptest::sample::subsequence(&["broadband", "lte", "mpls"][..], 0..=2),
+    )
+        .prop_map(|(i, tenants, services, priority, preference)| {
+            Policy::new(
+                &format!("policy-{i}"),
+                PolicySpec {
+                    description: None,
+                    tenants: tenants.into_iter().map(ObjectName).collect(),
+                    services: services.into_iter().map(ObjectName).collect(),
+                    direction: Direction::FromTenant,
+                    sla: None,
+                    path_preference: preference.into_iter().map(SymbolicName::from).collect(),
+                    priority,
+                    rate_limit: None,
+                    security: SecurityMode::Encrypt,
+                },
+            )
+        })
+}
+
+fn interface(
+    index: usize,
+    wan: bool,
+    neighborhood: &str,
+    vector: &str,
+    networks: &[&str],
+) -> Interface {
+    Interface {
+        name: SymbolicName(format!("if{index}")),
+        role: if wan {
+            InterfaceRole::Wan
+        } else {
+            InterfaceRole::Lan
+        },
+        device: None,
+        addresses: if wan {
+            vec![InterfaceAddress(format!("192.0.2.{}/24", index + 1))]
+        } else {
+            vec![]
+        },
+        gateway: None,
+        neighborhood: wan.then(|| SymbolicName::from(neighborhood)),
+        vector: wan.then(|| SymbolicName::from(vector)),
+        capacity: None,
+        cost: None,
+        waypoint_ports: None,
+        networks: if wan {
+            vec![]
+        } else {
+            networks
+                .iter()
+                .map(|n| LanNetwork {
+                    name: SymbolicName::from(*n),
+                    prefixes: vec![Prefix::from("10.1.10.0/24")],
+                    vlan: None,
+                })
+                .collect()
+        },
+        multus: None,
+    }
+}
+
+fn router(n: &'static str) -> impl Strategy<Value = Router> {
+    (
+        Just(n),
+        proptest::collection::vec(
+            (
+                proptest::sample::select(&["internet", "internet", "mpls"][..]),
+                proptest::sample::select(&["broadband", "lte"][..]),
+            ),
+            0..3,
+        ),
+        proptest::sample::subsequence(NETWORKS, 0..=3),
+        any::<bool>(),
+    )
+        .prop_map(|(n, wans, networks, edges)| {
+            let mut interfaces: Vec<Interface> = wans
+                .iter()
+                .enumerate()
+                .map(|(i, (nb, v))| interface(i, true, nb, v, &[]))
+                .collect();
+            if !networks.is_empty() {
+                interfaces.push(interface(9, false, "", "", &networks));
+            }
+            let role = if n.starts_with("hub") {
+                RouterRole::Hub
+            } else {
+                RouterRole::Edge
+            };
+            Router::new(
+                n,
+                RouterSpec {
+                    role,
+                    site: BTreeMap::new(),
+                    interfaces,
+                    peering: edges.then(|| Peering {
+                        edges: true,
+                        hubs: vec![],
+                    }),
+                    placement: None,
+                    ha: None,
+                },
+            )
+        })
+}
+
+/// Each name at most once (duplicates have their own unit test); each object present with
+/// probability 0.8.
+fn some<T: std::fmt::Debug>(
+    names: &'static [&'static str],
+    one: fn(&'static str) -> BoxedStrategy<T>,
+) -> impl Strategy<Value = Vec<T>> {
+    names
+        .iter()
+        .map(|n| proptest::option::weighted(0.8, one(n)))
+        .collect::<Vec<_>>()
+        .prop_map(|v| v.into_iter().flatten().collect())
+}
+
+fn intent() -> impl Strategy<Value = Intent> {
+    (
+        some(TENANTS, |n| tenant(n).boxed()),
+        some(SERVICES, |n| service(n).boxed()),
+        proptest::collection::vec(policy(), 0..5),
+        some(ROUTERS, |n| router(n).boxed()),
+    )
+        .prop_map(|(tenants, services, mut policies, routers)| {
+            // Policy names are drawn from a small pool: keep the first of each name.
+            let mut seen = std::collections::BTreeSet::new();
+            policies.retain(|p| seen.insert(p.metadata.name.clone()));
+            Intent {
+                tenants,
+                services,
+                policies,
+                routers,
+            }
+        })
+}
+
+fn options() -> Options {
+    Options {
+        key_master: [3; 32],
+        key_epoch: 1,
+    }
+}
+
+fn configs(c: &Compiled) -> BTreeMap<String, pb::RouterConfig> {
+    c.routers
+        .iter()
+        .map(|(n, o)| (n.clone(), o.config().expect("decodes")))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_access_entry_is_granted_by_a_whole_policy(intent in intent()) {
+        let c = compile(&intent, &options());
+        for (router, config) in configs(&c) {
+            for rule in &config.access {
+                let granted = intent.policies.iter().filter(|p| p.metadata.name.as_deref() == Some(&rule.policy)).any(|p| {
+                    let covers = p.spec.tenants.iter().any(|t| t.as_str() == rule.tenant || enclosing(&rule.tenant).any(|e| e == t.as_str()));
+                    let whole = p.spec.tenants.iter().all(|t| intent.tenants.iter().any(|x| x.metadata.name.as_deref() == Some(t.as_str())))
+                        && p.spec.services.iter().all(|s| intent.services.iter().any(|x| x.metadata.name.as_deref() == Some(s.as_str())));
+                    covers && whole && p.spec.services.iter().any(|s| s.as_str() == rule.service)
+                });
+                prop_assert!(granted, "{router}: {} -> {} has no whole policy `{}`", rule.tenant, rule.service, rule.policy);
+            }
+        }
+    }
+
+    #[test]
+    fn peering_is_symmetric_and_needs_a_shared_neighborhood(intent in intent()) {
+        let c = compile(&intent, &options());
+        let all = configs(&c);
+        for (name, config) in &all {
+            for peer in &config.peers {
+                let back = all.get(&peer.name).is_some_and(|p| p.peers.iter().any(|q| &q.name == name));
+                prop_assert!(back, "{name} -> {} is one-way", peer.name);
+                prop_assert!(!peer.paths.is_empty(), "{name} -> {} has no path", peer.name);
+                prop_assert!(peer.name != *name);
+            }
+        }
+    }
+
+    #[test]
+    fn input_order_does_not_matter(intent in intent()) {
+        let a = compile(&intent, &options());
+        let mut reversed = intent.clone();
+        reversed.tenants.reverse();
+        reversed.services.reverse();
+        reversed.policies.reverse();
+        reversed.routers.reverse();
+        let b = compile(&reversed, &options());
+        prop_assert_eq!(&a.diagnostics, &b.diagnostics);
+        prop_assert_eq!(a.routers.len(), b.routers.len());
+        for (name, out) in &a.routers {
+            prop_assert_eq!(&out.encoded, &b.routers[name].encoded);
+        }
+    }
+
+    #[test]
+    fn incremental_equals_from_scratch(before in intent(), after in intent()) {
+        let mut compiler = Compiler::new(options());
+        compiler.compile(&before);
+        let incremental = compiler.compile(&after);
+        let scratch = compile(&after, &options());
+        prop_assert_eq!(&incremental.diagnostics, &scratch.diagnostics);
+        prop_assert_eq!(incremental.routers.len(), scratch.routers.len());
+        for (name, out) in &scratch.routers {
+            prop_assert_eq!(&out.version, &incremental.routers[name].version);
+        }
+    }
+}
+
+/// The generator must reach the interesting cases, or the properties above would hold vacuously.
+#[test]
+fn generated_worlds_exercise_the_rules() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut with_access, mut with_peers, mut with_errors) = (0, 0, 0);
+    for _ in 0..300 {
+        let Ok(tree) = intent().new_tree(&mut runner) else {
+            continue;
+        };
+        let c = compile(&tree.current(), &options());
+        let all = configs(&c);
+        with_access += usize::from(all.values().any(|c| !c.access.is_empty()));
+        with_peers += usize::from(all.values().any(|c| !c.peers.is_empty()));
+        with_errors += usize::from(c.has_errors());
+    }
+    assert!(
+        with_access > 30,
+        "only {with_access}/300 worlds allow anything"
+    );
+    assert!(with_peers > 30, "only {with_peers}/300 worlds have peers");
+    assert!(
+        with_errors > 30,
+        "only {with_errors}/300 worlds have errors"
+    );
+}
