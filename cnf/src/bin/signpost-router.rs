@@ -7,8 +7,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     eprintln!(
         "signpost-router {}: the router runtime is not built yet (AF_XDP driver, config \
-         stream, admin API); only the packet core is in this release. See README, \"What works \
-         today\".",
+         stream, admin API). See README, \"What works today\".",
         env!("CARGO_PKG_VERSION")
     );
     ExitCode::from(2)
