@@ -1,1 +1,8 @@
+//! The Signpost router (CNF).
+//!
+//! Built like `quinn-proto` and `smoltcp`: a sans-IO core — packet views, classification,
+//! sessions, SVR metadata — that takes time as an argument and never touches a socket, and thin
+//! drivers around it.
 
+pub mod packet;
+pub mod svr;
