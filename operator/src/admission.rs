@@ -68,12 +68,6 @@ impl Admission {
         }
     }
 
-    /// Whether the API group/version/kind is one of ours.
-    pub fn knows(&self, api_version: &str, kind: &str) -> bool {
-        self.schemas
-            .contains_key(&(api_version.to_string(), kind.to_string()))
-    }
-
     /// Checks one object (as parsed from YAML or JSON). `Ok` means the API server would accept it.
     pub fn check(&self, object: &Value) -> Result<(), Vec<Rejection>> {
         let api_version = object

@@ -173,9 +173,13 @@ pub struct Intent {
     pub routers: Vec<Router>,
 }
 
-/// Admits and decodes every Signpost document; other groups are skipped. All rejected documents
-/// are reported, not just the first.
-pub fn decode(documents: &[Document], admission: &Admission) -> Result<Intent, Vec<ManifestError>> {
+/// Admits and decodes every Signpost document; other groups are skipped. Returns the objects
+/// that were admitted and one error per refused document, so one mistake hides neither the
+/// others nor the valid objects (`signpostctl render` compiles what it can).
+pub fn decode_admitted(
+    documents: &[Document],
+    admission: &Admission,
+) -> (Intent, Vec<ManifestError>) {
     let mut intent = Intent::default();
     let mut errors = Vec::new();
     for doc in documents.iter().filter(|d| d.is_ours()) {
@@ -202,6 +206,12 @@ pub fn decode(documents: &[Document], admission: &Admission) -> Result<Intent, V
             errors.push(e);
         }
     }
+    (intent, errors)
+}
+
+/// Like [`decode_admitted`], but all or nothing: any refused document is an error.
+pub fn decode(documents: &[Document], admission: &Admission) -> Result<Intent, Vec<ManifestError>> {
+    let (intent, errors) = decode_admitted(documents, admission);
     if errors.is_empty() {
         Ok(intent)
     } else {
@@ -217,4 +227,53 @@ fn typed<K: serde::de::DeserializeOwned>(doc: &Document) -> Result<K, ManifestEr
             message: e.to_string(),
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_TENANTS: &str = "\
+apiVersion: signpost.dev/v1alpha1
+kind: Tenant
+metadata: {name: pos}
+spec: {networks: [pos]}
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Tenant
+metadata: {name: kiosks}
+spec: {prefixes: [10.300.0.0/16]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated}
+";
+
+    #[test]
+    fn a_refused_document_hides_neither_the_valid_ones_nor_itself() {
+        let docs = parse_documents(Path::new("t.yaml"), TWO_TENANTS).expect("YAML");
+        assert_eq!(docs.len(), 3);
+        let (intent, errors) = decode_admitted(&docs, &Admission::new());
+        let names: Vec<_> = intent
+            .tenants
+            .iter()
+            .filter_map(|t| t.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["pos"]);
+        assert_eq!(errors.len(), 1, "the ConfigMap is skipped, not refused");
+        let text = errors[0].to_string();
+        assert!(
+            text.starts_with("Tenant/kiosks (t.yaml#2) is invalid:"),
+            "{text}"
+        );
+        assert!(decode(&docs, &Admission::new()).is_err());
+    }
+
+    #[test]
+    fn broken_yaml_names_the_file_and_document() {
+        let err = parse_documents(Path::new("bad.yaml"), "a: 1\n---\n: : :\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.starts_with("bad.yaml#2: not valid YAML")));
+    }
 }

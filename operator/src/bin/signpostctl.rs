@@ -73,31 +73,13 @@ fn render_command(
             return ExitCode::FAILURE;
         }
     };
-    let admission = Admission::new();
     // Refused documents are reported, and the rest is still compiled so that one mistake does
     // not hide the others.
-    let mut failed = false;
-    let mut admitted = Vec::new();
-    for doc in &documents {
-        match manifests::decode(std::slice::from_ref(doc), &admission) {
-            Ok(_) => admitted.push(doc.clone()),
-            Err(errors) => {
-                failed = true;
-                for e in errors {
-                    eprintln!("error: {e}");
-                }
-            }
-        }
+    let (intent, refused) = manifests::decode_admitted(&documents, &Admission::new());
+    let mut failed = !refused.is_empty();
+    for e in refused {
+        eprintln!("error: {e}");
     }
-    let intent = match manifests::decode(&admitted, &admission) {
-        Ok(i) => i,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::FAILURE;
-        }
-    };
     // Rendering shows structure, not secrets: keys come from a fixed master and are printed
     // only as fingerprints, so versions here are comparable between renders, not with a
     // running operator's.

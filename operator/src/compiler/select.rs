@@ -166,6 +166,8 @@ impl Selection<'_, '_> {
         for s in &self.services {
             put(&mut h, b'S', s, w.hashes.get(&("Service", *s)));
             if let Some(resolved) = w.services.get(s) {
+                // Count first, so that the index list cannot run into the next item.
+                h.update((resolved.locations.len() as u64).to_be_bytes());
                 for i in &resolved.locations {
                     h.update((*i as u64).to_be_bytes());
                 }
