@@ -4,6 +4,7 @@
 //! sessions, SVR metadata — that takes time as an argument and never touches a socket, and thin
 //! drivers around it.
 
+pub mod classify;
 pub mod packet;
 pub mod session;
 pub mod svr;
