@@ -7,4 +7,5 @@
 pub mod classify;
 pub mod packet;
 pub mod session;
+pub mod security;
 pub mod svr;
