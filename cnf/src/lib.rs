@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod packet;
-pub mod session;
+pub mod pipeline;
 pub mod security;
+pub mod session;
 pub mod svr;

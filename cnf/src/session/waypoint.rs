@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use super::key::FlowKey;
 use super::table::SessionTable;
+use crate::packet::ip_protocol;
 
 /// Tries up to `attempts` candidates from `cursor` and returns the first free waypoint 5-tuple
 /// (initiator → responder), advancing the cursor past it. `None` when all tried were in use, or
@@ -30,14 +31,26 @@ pub fn allocate_waypoint<S>(
         |(first, last): (u16, u16)| u32::from(last).checked_sub(u32::from(first)).map(|d| d + 1);
     let local_span = span(local_ports)?;
     let remote_span = span(remote_ports)?;
+    let echo = protocol == ip_protocol::ICMP || protocol == ip_protocol::ICMPV6;
     for _ in 0..attempts {
         let n = *cursor;
         *cursor = cursor.wrapping_add(1);
-        let local_port = local_ports.0 as u32 + n % local_span;
-        // The peer's port changes each time the local range wraps, so the pair space is the
-        // product of both ranges, and spreads over the peer's receive queues.
-        let remote_port = remote_ports.0 as u32
-            + (n.wrapping_mul(2_654_435_761) ^ (n / local_span)) % remote_span;
+        let (local_port, remote_port) = if echo {
+            // ICMP echo has one identifier for both "ports": it must lie in both ranges.
+            let (lo, hi) = (
+                local_ports.0.max(remote_ports.0),
+                local_ports.1.min(remote_ports.1),
+            );
+            let both = span((lo, hi))?;
+            let port = u32::from(lo) + n % both;
+            (port, port)
+        } else {
+            // The peer's port changes each time the local range wraps, so the pair space is the
+            // product of both ranges, and spreads over the peer's receive queues.
+            let local = u32::from(local_ports.0) + n % local_span;
+            let mix = n.wrapping_mul(2_654_435_761) ^ (n / local_span);
+            (local, u32::from(remote_ports.0) + mix % remote_span)
+        };
         let key = FlowKey::new(
             protocol,
             local,
