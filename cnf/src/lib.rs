@@ -5,4 +5,5 @@
 //! drivers around it.
 
 pub mod packet;
+pub mod pcap;
 pub mod svr;
