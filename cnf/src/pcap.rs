@@ -844,16 +844,25 @@ mod tests {
         fn any_bytes_after_a_header_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut bytes = write(LinkType::Ethernet, Precision::Microseconds, &[]);
             bytes.extend_from_slice(&tail);
-            if let Ok(reader) = PcapReader::new(&bytes) {
-                let mut seen = 0;
-                for result in reader {
-                    match result {
-                        Ok(record) => prop_assert_eq!(record.index, seen),
-                        Err(error) => prop_assert!(!error.to_string().is_empty()),
+            let results: Vec<_> = PcapReader::new(&bytes).unwrap().collect();
+            let mut consumed = FILE_HEADER_LEN;
+            for (index, result) in results.iter().enumerate() {
+                match result {
+                    Ok(record) => {
+                        prop_assert_eq!(record.index, index);
+                        consumed += RECORD_HEADER_LEN + record.data.len();
                     }
-                    seen += 1;
+                    // An error is the last item, and names the record it stopped at.
+                    Err(PcapError::RecordHeaderTruncated { index: at, offset, .. }
+                        | PcapError::RecordDataTruncated { index: at, offset, .. }) => {
+                        prop_assert_eq!((*at, *offset), (index, consumed));
+                        prop_assert_eq!(index + 1, results.len());
+                        consumed = bytes.len();
+                    }
+                    Err(other) => prop_assert!(false, "unexpected {other}"),
                 }
             }
+            prop_assert_eq!(consumed, bytes.len(), "every byte is a record or the error");
         }
 
         #[test]
