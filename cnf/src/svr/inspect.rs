@@ -540,7 +540,7 @@ fn readable(tlv_type: u16, value: &[u8]) -> String {
     }
 }
 
-/// "UDP 10.0.0.1:5000 -> 10.0.0.2:443", "TCP [2001:db8::1]:443 -> ... [SYN]", "ICMP a -> b".
+/// `UDP 10.0.0.1:5000 -> 10.0.0.2:443`, `TCP [2001:db8::1]:443 -> ... [SYN]`, `ICMP a -> b`.
 impl fmt::Display for Flow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match ip_protocol::name(self.protocol) {
