@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod packet;
+pub mod pcap;
 pub mod pipeline;
 pub mod security;
 pub mod session;

@@ -6,3 +6,4 @@ pub mod compiler;
 pub mod crd;
 pub mod manifests;
 pub mod render;
+pub mod svr_decode;

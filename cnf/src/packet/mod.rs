@@ -63,6 +63,21 @@ pub mod ip_protocol {
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
     pub const ICMPV6: u8 = 58;
+
+    /// The usual short name of a protocol number, for reports.
+    pub fn name(protocol: u8) -> Option<&'static str> {
+        Some(match protocol {
+            ICMP => "ICMP",
+            TCP => "TCP",
+            UDP => "UDP",
+            ICMPV6 => "ICMPv6",
+            47 => "GRE",
+            50 => "ESP",
+            51 => "AH",
+            132 => "SCTP",
+            _ => return None,
+        })
+    }
 }
 
 /// A byte range of a header field; every format's offsets are written once, in its `mod field`.

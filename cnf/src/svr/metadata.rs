@@ -16,7 +16,8 @@
 //! A `Metadata` with no field set emits exactly the false-positive marker, and the marker parses
 //! as an empty `Metadata`; callers tell them apart with [`super::classify`] first.
 
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::ops::Range;
 
 use super::wire::{
@@ -66,7 +67,8 @@ impl SessionContext {
         (out, at + 5)
     }
 
-    fn decode(tlv_type: u16, value: &[u8]) -> Result<Self> {
+    /// Reads the value of a context TLV (2 to 5); `tlv_type` says the address family.
+    pub(crate) fn decode(tlv_type: u16, value: &[u8]) -> Result<Self> {
         let v6 = matches!(
             tlv_type,
             tlv_type::FORWARD_CONTEXT_V6 | tlv_type::REVERSE_CONTEXT_V6
@@ -114,6 +116,22 @@ impl SessionContext {
     }
 }
 
+/// "10.0.0.5:50000 -> 10.9.8.7:443 TCP", as `signpostctl svr decode` prints a context.
+impl fmt::Display for SessionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (src, dst): (IpAddr, IpAddr) = match self.addrs {
+            ContextAddrs::V4 { src, dst } => (src.into(), dst.into()),
+            ContextAddrs::V6 { src, dst } => (src.into(), dst.into()),
+        };
+        let src = SocketAddr::new(src, self.src_port);
+        let dst = SocketAddr::new(dst, self.dst_port);
+        match crate::packet::ip_protocol::name(self.protocol) {
+            Some(name) => write!(f, "{src} -> {dst} {name}"),
+            None => write!(f, "{src} -> {dst} protocol {}", self.protocol),
+        }
+    }
+}
+
 /// The reason code of a control message TLV (24).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ControlMessage {
@@ -154,6 +172,20 @@ impl From<ControlMessage> for u8 {
     }
 }
 
+impl fmt::Display for ControlMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            ControlMessage::KeepAlive => "keep-alive",
+            ControlMessage::EnableMetadata => "enable metadata",
+            ControlMessage::DisableMetadata => "disable metadata",
+            ControlMessage::DeleteSession => "delete session",
+            ControlMessage::HealthCheckStateExists => "health check: state exists",
+            ControlMessage::Other(_) => "reason",
+        };
+        write!(f, "{name} ({})", u8::from(*self))
+    }
+}
+
 /// The path metrics TLV (26). The draft packs a color and a time value into each 32-bit word
 /// and a drop flag with the previous receive count into the last 16 bits; the words are kept as
 /// sent, for the path monitor to interpret.
@@ -165,7 +197,8 @@ pub struct PathMetrics {
 }
 
 impl PathMetrics {
-    const LEN: usize = 10;
+    /// The value bytes of the TLV.
+    pub(crate) const LEN: usize = 10;
 
     fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
@@ -175,13 +208,23 @@ impl PathMetrics {
         out
     }
 
-    fn decode(value: [u8; Self::LEN]) -> Self {
+    pub(crate) fn decode(value: [u8; Self::LEN]) -> Self {
         let [a, b, c, d, e, f, g, h, i, j] = value;
         PathMetrics {
             tx_color_and_time: u32::from_be_bytes([a, b, c, d]),
             rx_color_and_time: u32::from_be_bytes([e, f, g, h]),
             drop_and_previous_rx_count: u16::from_be_bytes([i, j]),
         }
+    }
+}
+
+impl fmt::Display for PathMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tx color/time {:#010x}, rx color/time {:#010x}, drop/previous rx count {:#06x}",
+            self.tx_color_and_time, self.rx_color_and_time, self.drop_and_previous_rx_count
+        )
     }
 }
 

@@ -8,14 +8,22 @@
 //! - [`metadata`]: the typed [`Metadata`] (`parse` / `emit` / `buffer_len`) for the TLVs the
 //!   router uses; unknown TLVs are kept so they survive a round trip.
 //!
+//! - [`inspect`]: a pcap capture taken apart packet by packet down to the metadata, for
+//!   `signpostctl svr decode`.
+//!
 //! Authentication (HMAC), payload-TLV encryption, sessions and the handshake are built on top:
 //! [`Metadata::emit`] writes into a caller's buffer and returns the length,
 //! [`MetadataPacket::payload_tlvs_range`] / [`Metadata::payload_tlvs_range`] give the bytes to
 //! encrypt in place, and [`MetadataPacket::set_payload_len`] accounts for a tag appended to them.
 
+pub mod inspect;
 pub mod metadata;
 pub mod wire;
 
+pub use inspect::{
+    Flow, MetadataBlock, PacketReport, TcpFlags, TlvReport, Verdict, inspect_capture,
+    inspect_record,
+};
 pub use metadata::{
     ContextAddrs, ControlMessage, Metadata, PathMetrics, SessionContext, UnknownTlv,
 };

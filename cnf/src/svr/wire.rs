@@ -307,8 +307,8 @@ impl std::error::Error for Error {}
 /// Result of SVR metadata decoding and encoding.
 pub type Result<T> = core::result::Result<T, Error>;
 
-/// Lower-case hex without separators, for error texts.
-struct Hex<'a>(&'a [u8]);
+/// Lower-case hex without separators, for error texts and reports.
+pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,6 +5,12 @@
 //! `render` reads the manifests as the operator's local mode would, checks them as admission
 //! would, compiles them, prints what each router would receive and every diagnostic, and exits
 //! non-zero when any object is refused or any error is found — a GitOps CI check.
+//!
+//!     signpostctl svr decode FILE.pcap [--json]
+//!
+//! `svr decode` takes a capture apart down to the SVR metadata of each packet, with the
+//! router's own codec. It exits 0 when the file was read, whatever the packets hold, and 1 when
+//! the file cannot be read (after printing the packets read before a damaged record).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use signpost_operator::admission::Admission;
 use signpost_operator::compiler::{self, Options, Severity};
-use signpost_operator::{manifests, render};
+use signpost_operator::{manifests, render, svr_decode};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +47,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         key_epoch: u64,
     },
+    /// Secure Vector Routing tools.
+    Svr {
+        #[command(subcommand)]
+        command: SvrCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SvrCommand {
+    /// Show the SVR metadata in each packet of a pcap capture (tcpdump/tshark `-F pcap`).
+    Decode {
+        /// A classic pcap file: Ethernet, raw IP or Linux cooked (`-i any`).
+        file: PathBuf,
+        /// Print a JSON array, one object per packet.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,6 +80,48 @@ fn main() -> ExitCode {
             format,
             key_epoch,
         } => render_command(&manifests, router.as_deref(), format, key_epoch),
+        Command::Svr {
+            command: SvrCommand::Decode { file, json },
+        } => decode_command(&file, json),
+    }
+}
+
+fn decode_command(file: &std::path::Path, json: bool) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let decoded = match svr_decode::decode(&bytes) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&svr_decode::json(&decoded)) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: printing JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", svr_decode::text(&decoded));
+    }
+    match &decoded.stopped_by {
+        Some(e) => {
+            eprintln!(
+                "error: {}: {e}; the {} packets before it are shown",
+                file.display(),
+                decoded.packets.len()
+            );
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
     }
 }
 
