@@ -281,6 +281,17 @@ impl Lab {
         (a, Some(b), out)
     }
 
+    /// The WAN side as a pcap file (raw IP link type), 1 ms apart.
+    fn pcap(&self) -> Vec<u8> {
+        let mut w =
+            crate::pcap::PcapWriter::new(Vec::new(), crate::pcap::LinkType::Raw).expect("header");
+        for (i, packet) in self.wan.iter().enumerate() {
+            w.write_packet(Duration::from_millis(i as u64), packet)
+                .expect("in memory");
+        }
+        w.into_inner()
+    }
+
     fn hub_to_store(&mut self, packet: &[u8]) -> (Action, Option<Action>, Vec<u8>) {
         let (a, wan) = run(&mut self.hub, self.now, HUB_LAN, packet);
         if !matches!(a, Action::Forward(_)) {
@@ -300,6 +311,31 @@ impl Lab {
         };
         let (b, out) = run(&mut self.edge, self.now, wan_in, &wan);
         (a, Some(b), out)
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // a packet is its fields
+/// `SIGNPOST_PCAP_DIR=DIR cargo test -p signpost-cnf --lib pipeline` writes each test's WAN side
+/// to `DIR/<test name>.pcap`, for tshark, Wireshark or `signpostctl svr decode`.
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let Some(dir) = std::env::var_os("SIGNPOST_PCAP_DIR") else {
+            return;
+        };
+        let thread = std::thread::current();
+        let name = thread
+            .name()
+            .unwrap_or("lab")
+            .rsplit("::")
+            .next()
+            .unwrap_or("lab")
+            .to_string();
+        let path = std::path::Path::new(&dir).join(format!("{name}.pcap"));
+        if let Err(e) =
+            std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, self.pcap()))
+        {
+            eprintln!("could not write {}: {e}", path.display());
+        }
     }
 }
 
@@ -848,4 +884,49 @@ fn malformed_packets_are_counted_drops() {
         let (a, _) = run(&mut lab.hub, lab.now, WAN0, bytes);
         assert!(matches!(a, Action::Drop(_) | Action::Local), "{a:?}");
     }
+}
+
+#[test]
+fn the_wan_side_reads_back_with_the_capture_inspector() {
+    use crate::svr::inspect::{Verdict, inspect_capture};
+    let mut lab = Lab::new(pb::SecurityMode::Encrypt);
+    lab.store_to_hub(
+        POS,
+        &tcp_packet(CLIENT, 40000, PAYMENTS_VIP, 443, 64, "S", 1000, &[]),
+    );
+    lab.hub_to_store(&tcp_packet(
+        PAYMENTS_REAL,
+        443,
+        CLIENT,
+        40000,
+        64,
+        "SA",
+        5000,
+        &[],
+    ));
+    lab.store_to_hub(
+        POS,
+        &tcp_packet(CLIENT, 40000, PAYMENTS_VIP, 443, 64, "AP", 1001, b"data"),
+    );
+    let reports = inspect_capture(&lab.pcap()).expect("a valid pcap");
+    assert_eq!(reports.len(), 3);
+    let Verdict::Metadata { metadata, .. } = &reports[0].verdict else {
+        panic!("{:?}", reports[0].verdict)
+    };
+    assert_eq!(metadata.tenant.as_deref(), Some("pos"));
+    assert_eq!(metadata.service.as_deref(), Some("payments"));
+    assert_eq!(metadata.source_router.as_deref(), Some("store"));
+    assert_eq!(metadata.security_id, Some(7));
+    assert!(metadata.payload_encrypted);
+    let forward = metadata.forward_context.expect("forward context");
+    assert_eq!((forward.src_port, forward.dst_port), (40000, 443));
+    let Verdict::Metadata { metadata, .. } = &reports[1].verdict else {
+        panic!("{:?}", reports[1].verdict)
+    };
+    assert!(metadata.disable_forward_metadata && metadata.reverse_context.is_some());
+    assert!(
+        matches!(reports[2].verdict, Verdict::Ordinary { .. }),
+        "{:?}",
+        reports[2].verdict
+    );
 }
