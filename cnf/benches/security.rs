@@ -206,6 +206,11 @@ fn aead_choice(c: &mut Criterion) {
 fn config() -> Criterion {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!("signpost security bench: ns per operation, {cores} cores available, one thread");
+    println!(
+        "a set-up ring AEAD key (LessSafeKey) takes {} bytes; a SessionKey takes {}",
+        size_of::<aead::LessSafeKey>(),
+        size_of::<SessionKey>()
+    );
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
