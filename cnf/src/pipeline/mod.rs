@@ -48,6 +48,8 @@
 mod drop;
 pub mod ip;
 mod tables;
+#[doc(hidden)]
+pub mod testbed;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -150,7 +152,8 @@ pub struct Svr {
     security_id: u32,
     tx_seq: u64,
     replay: ReplayWindow,
-    key: SessionKey,
+    /// Only `authenticate` and `encrypt` sessions derive one (HKDF costs about a microsecond).
+    key: Option<SessionKey>,
 }
 
 /// A control message waiting for [`Pipeline::poll_transmit`].
@@ -566,7 +569,7 @@ impl Pipeline {
         .ok_or(DropReason::WaypointsExhausted)?;
         let peer_key = peer.keys.current();
         let security_id = peer_key.security_id();
-        let key = SessionKey::derive(peer_key, &uuid);
+        let key = (security != SecurityMode::None).then(|| SessionKey::derive(peer_key, &uuid));
         let state = Svr {
             role: Role::Ingress,
             metadata_tx: true,
@@ -709,7 +712,7 @@ impl Pipeline {
             security_id,
             tx_seq: 0,
             replay: ReplayWindow::new(),
-            key: SessionKey::derive(peer_key, &uuid),
+            key: (security != SecurityMode::None).then(|| SessionKey::derive(peer_key, &uuid)),
         };
         let new = Insert {
             keys: [lan_key, p.key],
@@ -813,7 +816,7 @@ impl Pipeline {
             }
         }
         ip::decrement_ttl(pkt.data_mut(), &p)?;
-        let tables = Arc::clone(&self.tables);
+        let tables = &*self.tables;
         let s = self.sessions.get_mut(hit.id).ok_or(DropReason::NoSession)?;
         let wan_key = *s.key(Side::Wan);
         let lan_key = *s.key(Side::Lan);
@@ -880,16 +883,19 @@ impl Pipeline {
             st.tx_seq += 1;
             let len = pkt.len() - p.payload;
             let l4 = pkt.raw().get_mut(p.payload..).ok_or(DropReason::NoRoom)?;
-            let len = security::seal_session_metadata_packet(
-                peer_key,
-                &st.key,
-                st.security,
-                dir,
-                st.tx_seq,
-                l4,
-                len,
-                m,
-            )
+            let len = match (&st.key, st.security) {
+                (Some(key), SecurityMode::Encrypt) => security::seal_session_metadata_packet(
+                    peer_key,
+                    key,
+                    st.security,
+                    dir,
+                    st.tx_seq,
+                    l4,
+                    len,
+                    m,
+                ),
+                _ => security::seal_metadata_packet(peer_key, dir, st.tx_seq, l4, len, m),
+            }
             .map_err(|_| DropReason::NoRoom)?;
             pkt.set_len(p.payload + len);
             self.counters.metadata_sent += 1;
@@ -897,16 +903,10 @@ impl Pipeline {
         } else if trailer_mode {
             st.tx_seq += 1;
             let len = pkt.len();
-            let new_len = security::seal_payload(
-                &st.key,
-                st.security,
-                dir,
-                st.tx_seq,
-                pkt.raw(),
-                p.payload,
-                len,
-            )
-            .map_err(|_| DropReason::NoRoom)?;
+            let key = st.key.as_ref().ok_or(DropReason::NoRoom)?;
+            let new_len =
+                security::seal_payload(key, st.security, dir, st.tx_seq, pkt.raw(), p.payload, len)
+                    .map_err(|_| DropReason::NoRoom)?;
             pkt.set_len(new_len);
             changed = true;
         } else if svr::starts_with_cookie(pkt.data().get(p.payload..).unwrap_or(&[])) {
@@ -954,7 +954,7 @@ impl Pipeline {
         p: ip::Parsed,
         hit: Hit,
     ) -> Result<Action, DropReason> {
-        let tables = Arc::clone(&self.tables);
+        let tables = &*self.tables;
         let s = self.sessions.get_mut(hit.id).ok_or(DropReason::NoSession)?;
         let lan_key = *s.key(Side::Lan);
         let target = if hit.reply {
@@ -991,16 +991,22 @@ impl Pipeline {
                     .raw()
                     .get_mut(p.payload..end)
                     .ok_or(DropReason::Malformed)?;
-                let inner = security::open_session_metadata_payload(
-                    &st.key,
-                    st.security,
-                    dir,
-                    l4,
-                    m,
-                    opened,
-                )
-                .map_err(|_| DropReason::AuthFailed)?
-                .payload_len;
+                let inner = match (&st.key, st.security) {
+                    (Some(key), SecurityMode::Encrypt) => {
+                        security::open_session_metadata_payload(
+                            key,
+                            st.security,
+                            dir,
+                            l4,
+                            m,
+                            opened,
+                        )
+                        .map_err(|_| DropReason::AuthFailed)?
+                        .payload_len
+                    }
+                    (None, SecurityMode::Encrypt) => return Err(DropReason::AuthFailed),
+                    _ => opened.payload_len,
+                };
                 // Keep only the original payload: drop the metadata block and the trailers.
                 ip::remove_range(pkt, p.payload, m)?;
                 pkt.set_len(p.payload + inner);
@@ -1032,15 +1038,10 @@ impl Pipeline {
             Classified::Ordinary => {
                 if trailer_mode {
                     let len = pkt.len();
-                    let o = security::open_payload(
-                        &st.key,
-                        st.security,
-                        dir,
-                        pkt.raw(),
-                        p.payload,
-                        len,
-                    )
-                    .map_err(|_| DropReason::AuthFailed)?;
+                    let key = st.key.as_ref().ok_or(DropReason::AuthFailed)?;
+                    let o =
+                        security::open_payload(key, st.security, dir, pkt.raw(), p.payload, len)
+                            .map_err(|_| DropReason::AuthFailed)?;
                     st.replay.check(o.seq).map_err(|_| DropReason::Replayed)?;
                     st.replay.accept(o.seq);
                     pkt.set_len(p.payload + o.payload_len);
