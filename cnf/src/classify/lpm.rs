@@ -8,7 +8,9 @@
 //! popcount of the bitmap below `s`. Prefixes are expanded to the node's stride and pushed down
 //! to the leaves when the table is built, so a lookup walks at most 6 nodes (IPv4) or 22 (IPv6)
 //! and reads one leaf at the end: no backtracking, no allocation, no pointer other than array
-//! indices. Nodes are 24 bytes, so a table of a few thousand prefixes stays in L1/L2.
+//! indices. Levels that store no prefix and have a single child are elided (the next node
+//! checks the skipped bits in one comparison), which keeps sparse IPv6 tables shallow. Nodes
+//! are 32 bytes, so a table of a few thousand prefixes stays in L1/L2.
 //!
 //! The table is immutable: the router compiles a new one with each config.
 
