@@ -8,7 +8,9 @@
 //! popcount of the bitmap below `s`. Prefixes are expanded to the node's stride and pushed down
 //! to the leaves when the table is built, so a lookup walks at most 6 nodes (IPv4) or 22 (IPv6)
 //! and reads one leaf at the end: no backtracking, no allocation, no pointer other than array
-//! indices. Nodes are 24 bytes, so a table of a few thousand prefixes stays in L1/L2.
+//! indices. Levels that store no prefix and have a single child are elided (the next node
+//! checks the skipped bits in one comparison), which keeps sparse IPv6 tables shallow. Nodes
+//! are 32 bytes, so a table of a few thousand prefixes stays in L1/L2.
 //!
 //! The table is immutable: the router compiles a new one with each config.
 
@@ -132,6 +134,11 @@ struct Node {
     leaf_runs: u64,
     child_base: u32,
     leaf_base: u32,
+    /// Address bits of the single-branch levels elided above this node (a multiple of the
+    /// stride; 0 when none). They must equal `Trie::paths[node]`.
+    skip_bits: u32,
+    /// The value of every address that leaves the elided path.
+    off_path: u32,
 }
 
 /// The trie of one address family.
@@ -139,6 +146,8 @@ struct Node {
 struct Trie {
     nodes: Vec<Node>,
     leaves: Vec<u32>,
+    /// Per node, the elided path's bits, right-aligned. Read only when `skip_bits != 0`.
+    paths: Vec<u128>,
 }
 
 /// A node of the build-time trie: every slot expanded, values not yet pushed to the leaves.
@@ -182,9 +191,17 @@ impl Trie {
 
     #[inline]
     fn lookup(&self, key: u128) -> Option<u32> {
+        let mut index = 0;
         let mut node = self.nodes.first()?;
         let mut offset = 0;
         loop {
+            if node.skip_bits != 0 {
+                let path = key.checked_shl(offset)? >> (128 - node.skip_bits);
+                if path != *self.paths.get(index)? {
+                    return (node.off_path != NONE).then_some(node.off_path);
+                }
+                offset += node.skip_bits;
+            }
             let s = slot(key, offset)?;
             let below = u64::MAX >> (63 - s);
             if node.children & (1 << s) != 0 {
@@ -192,7 +209,8 @@ impl Trie {
                     .child_base
                     .wrapping_add((node.children & below).count_ones())
                     .wrapping_sub(1);
-                node = self.nodes.get(i as usize)?;
+                index = i as usize;
+                node = self.nodes.get(index)?;
                 offset += STRIDE;
             } else {
                 let i = node
@@ -245,21 +263,24 @@ fn insert(nodes: &mut Vec<BuildNode>, prefix: Prefix, value: u32) -> Option<Opti
     Some(cover)
 }
 
-/// Pushes every slot's value down to the leaves below it and lays the nodes out breadth-first,
-/// so that each node's children are consecutive.
+/// Pushes every slot's value down to the leaves below it, elides single-branch levels, and lays
+/// the nodes out breadth-first, so that each node's children are consecutive.
 fn compress(build: &[BuildNode]) -> Trie {
     let mut nodes = Vec::with_capacity(build.len());
     let mut leaves = Vec::new();
-    // (build node, value inherited from the slot above it)
-    let mut queue = VecDeque::from([(0usize, NONE)]);
+    let mut paths = Vec::with_capacity(build.len());
+    // (build node, value inherited from the slot above it, elided bits, elided path)
+    let mut queue = VecDeque::from([(0usize, NONE, 0u32, 0u128)]);
     let mut allocated: u32 = 1;
-    while let Some((b, inherited)) = queue.pop_front() {
+    while let Some((b, inherited, skip_bits, path)) = queue.pop_front() {
         let Some(bn) = build.get(b) else { continue };
         let mut node = Node {
             children: 0,
             leaf_runs: 0,
             child_base: allocated,
             leaf_base: u32::try_from(leaves.len()).unwrap_or(NONE),
+            skip_bits,
+            off_path: inherited,
         };
         let mut previous = None;
         for s in 0..SLOTS {
@@ -275,13 +296,41 @@ fn compress(build: &[BuildNode]) -> Trie {
                 child => {
                     node.children |= 1 << s;
                     allocated += 1;
-                    queue.push_back((child as usize, value));
+                    let (child, skip_bits, path) = elide(build, child as usize);
+                    queue.push_back((child, value, skip_bits, path));
                 }
             }
         }
         nodes.push(node);
+        paths.push(path);
     }
-    Trie { nodes, leaves }
+    Trie {
+        nodes,
+        leaves,
+        paths,
+    }
+}
+
+/// Follows `node` down while it stores no prefix and has exactly one child: every address off
+/// that path gets the value inherited from above, so a lookup can compare the path's bits at
+/// once instead of visiting each level. Returns the first node that must be kept, with the
+/// elided bits and path. IPv6 prefixes sharing `2001:db8:` and /128 host routes make long
+/// such chains.
+fn elide(build: &[BuildNode], mut node: usize) -> (usize, u32, u128) {
+    let (mut bits, mut path) = (0, 0u128);
+    while let Some(bn) = build.get(node) {
+        let mut children = bn.child.iter().enumerate().filter(|&(_, &c)| c != NONE);
+        let (Some((s, &only)), None) = (children.next(), children.next()) else {
+            break;
+        };
+        if bn.best.iter().any(Option::is_some) {
+            break;
+        }
+        path = (path << STRIDE) | s as u128;
+        bits += STRIDE;
+        node = only as usize;
+    }
+    (node, bits, path)
 }
 
 #[cfg(test)]
@@ -407,6 +456,26 @@ mod tests {
         for (len, c) in covering.iter().enumerate() {
             assert_eq!(*c, len.checked_sub(1).map(|l| l as u32));
         }
+    }
+
+    #[test]
+    fn single_branch_levels_are_elided() {
+        let entries = [
+            (p("::/0"), 0),
+            (p("2001:db8::/32"), 1),
+            (p("2001:db8:0:1::7/128"), 2),
+        ];
+        let (lpm, _) = Lpm::build(&entries);
+        // Root, the /32's node after 5 elided levels, the /128's node after 15.
+        assert_eq!(lpm.v6.nodes.len(), 3, "{:?}", lpm.v6.nodes);
+        let at = |text: &str| lpm.lookup(text.parse().unwrap());
+        assert_eq!(at("2001:db8:0:1::7"), Some(2));
+        // Leaving the elided path at its first, middle and last level.
+        assert_eq!(at("2001:db9::"), Some(0));
+        assert_eq!(at("2001:db8:0:2::7"), Some(1));
+        assert_eq!(at("2001:db8:0:1::6"), Some(1));
+        assert_eq!(at("2001:db8:0:1:8000::7"), Some(1));
+        assert_eq!(at("3001:db8::"), Some(0));
     }
 
     /// Prefixes clustered around a few base addresses, so that they nest and overlap.
