@@ -47,6 +47,8 @@
 
 mod drop;
 pub mod ip;
+#[doc(hidden)]
+pub mod lab;
 mod tables;
 
 use std::collections::VecDeque;

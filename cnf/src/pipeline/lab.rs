@@ -1,0 +1,211 @@
+//! Reference configs of a two-router network, a store edge and a cloud hub, that the pipeline's
+//! tests and the fuzz targets (`crate::fuzzing`) both drive: tenants `pos` (VLAN 10) and `guest`
+//! (VLAN 30), services `payments` (TCP 443 to a VIP, re-addressed at the hub) and `telemetry`
+//! (UDP 9000), two WAN paths at the store (broadband preferred, LTE) and one WAN at the hub.
+//! Not a public API: it exists so that test code outside `#[cfg(test)]` can build the same lab.
+
+use signpost_proto::v1 as pb;
+
+/// The key both routers hold for each other, security id 7.
+pub const KEY: [u8; 32] = [0x42; 32];
+/// A POS terminal, in tenant `pos` (VLAN 10 at the store).
+pub const CLIENT: [u8; 4] = [10, 1, 10, 5];
+/// A guest device, in tenant `guest` (VLAN 30), which no policy lets reach a service.
+pub const GUEST: [u8; 4] = [10, 1, 30, 9];
+/// The address the store dials for `payments`.
+pub const PAYMENTS_VIP: [u8; 4] = [10, 255, 1, 10];
+/// Where the hub delivers `payments`.
+pub const PAYMENTS_REAL: [u8; 4] = [10, 100, 1, 10];
+/// A `telemetry` collector, delivered to as dialed.
+pub const TELEMETRY: [u8; 4] = [10, 100, 3, 30];
+
+fn range(first: u32, last: u32) -> Option<pb::PortRange> {
+    Some(pb::PortRange { first, last })
+}
+
+fn tcp(port: u32) -> pb::Transport {
+    pb::Transport {
+        protocol: pb::Protocol::Tcp as i32,
+        ports: vec![pb::PortRange {
+            first: port,
+            last: port,
+        }],
+    }
+}
+
+fn udp(port: u32) -> pb::Transport {
+    pb::Transport {
+        protocol: pb::Protocol::Udp as i32,
+        ports: vec![pb::PortRange {
+            first: port,
+            last: port,
+        }],
+    }
+}
+
+fn services() -> Vec<pb::Service> {
+    let loc = |addr: &str| pb::ServiceLocation {
+        router: "hub".into(),
+        addresses: vec![addr.into()],
+        priority: 0,
+    };
+    vec![
+        pb::Service {
+            name: "payments".into(),
+            prefixes: vec!["10.255.1.10/32".into()],
+            transports: vec![tcp(443)],
+            locations: vec![loc("10.100.1.10")],
+            load_balancing: pb::LoadBalancing::Proximity as i32,
+            ..Default::default()
+        },
+        pb::Service {
+            name: "telemetry".into(),
+            prefixes: vec!["10.100.3.0/24".into()],
+            transports: vec![udp(9000)],
+            locations: vec![pb::ServiceLocation {
+                router: "hub".into(),
+                addresses: vec![],
+                priority: 0,
+            }],
+            ..Default::default()
+        },
+    ]
+}
+
+fn tenants() -> Vec<pb::Tenant> {
+    ["guest", "pos"]
+        .iter()
+        .map(|n| pb::Tenant {
+            name: (*n).into(),
+            networks: vec![(*n).into()],
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn access(payments_security: pb::SecurityMode) -> Vec<pb::AccessRule> {
+    let rule = |service: &str, security: pb::SecurityMode| pb::AccessRule {
+        tenant: "pos".into(),
+        service: service.into(),
+        policy: format!("pos-{service}"),
+        path_preference: vec!["broadband".into(), "lte".into()],
+        security: security as i32,
+        direction: pb::Direction::FromTenant as i32,
+        ..Default::default()
+    };
+    vec![
+        rule("payments", payments_security),
+        rule("telemetry", pb::SecurityMode::None),
+    ]
+}
+
+fn key() -> Vec<pb::PeerKey> {
+    vec![pb::PeerKey {
+        security_id: 7,
+        key: KEY.to_vec(),
+        epoch: 1,
+    }]
+}
+
+pub fn edge_config(security: pb::SecurityMode) -> pb::RouterConfig {
+    let wan = |name: &str, addr: &str, gw: &str, id: u32| pb::WanInterface {
+        name: name.into(),
+        device: name.into(),
+        neighborhood: "internet".into(),
+        vector: name.into(),
+        addresses: vec![addr.into()],
+        gateway: gw.into(),
+        waypoint_ports: range(16384, 65535),
+        global_id: id,
+        ..Default::default()
+    };
+    let path = |local: &str, cost: u32| pb::PeerPath {
+        id: format!("store/{local}->hub/internet"),
+        local_interface: local.into(),
+        remote_interface: "internet".into(),
+        remote_address: "203.0.113.10".into(),
+        vector: local.into(),
+        neighborhood: "internet".into(),
+        remote_waypoint_ports: range(20000, 40000),
+        cost,
+    };
+    let network = |name: &str, prefix: &str, vlan: u32| pb::LanNetwork {
+        name: name.into(),
+        prefixes: vec![prefix.into()],
+        vlan,
+    };
+    pb::RouterConfig {
+        router: "store".into(),
+        role: pb::RouterRole::Edge as i32,
+        wan_interfaces: vec![
+            wan("broadband", "192.0.2.11/24", "192.0.2.1", 1),
+            wan("lte", "100.64.1.2/24", "100.64.1.1", 2),
+        ],
+        lan_interfaces: vec![pb::LanInterface {
+            name: "lan".into(),
+            device: "eth1".into(),
+            addresses: vec!["10.1.0.1/16".into()],
+            networks: vec![
+                network("pos", "10.1.10.0/24", 10),
+                network("guest", "10.1.30.0/24", 30),
+            ],
+        }],
+        tenants: tenants(),
+        services: services(),
+        access: access(security),
+        peers: vec![pb::Peer {
+            name: "hub".into(),
+            role: pb::RouterRole::Hub as i32,
+            paths: vec![path("broadband", 10), path("lte", 100)],
+            keys: key(),
+        }],
+        ..Default::default()
+    }
+}
+
+pub fn hub_config(security: pb::SecurityMode) -> pb::RouterConfig {
+    let path = |remote: &str, addr: &str| pb::PeerPath {
+        id: format!("hub/internet->store/{remote}"),
+        local_interface: "internet".into(),
+        remote_interface: remote.into(),
+        remote_address: addr.into(),
+        vector: "internet".into(),
+        neighborhood: "internet".into(),
+        remote_waypoint_ports: range(16384, 65535),
+        cost: 10,
+    };
+    pb::RouterConfig {
+        router: "hub".into(),
+        role: pb::RouterRole::Hub as i32,
+        wan_interfaces: vec![pb::WanInterface {
+            name: "internet".into(),
+            device: "eth0".into(),
+            neighborhood: "internet".into(),
+            vector: "internet".into(),
+            addresses: vec!["203.0.113.10/24".into()],
+            waypoint_ports: range(20000, 40000),
+            global_id: 1,
+            ..Default::default()
+        }],
+        lan_interfaces: vec![pb::LanInterface {
+            name: "vpc".into(),
+            device: "eth2".into(),
+            addresses: vec!["10.100.0.1/16".into()],
+            networks: vec![pb::LanNetwork {
+                name: "services".into(),
+                prefixes: vec!["10.100.0.0/16".into()],
+                vlan: 0,
+            }],
+        }],
+        tenants: tenants(),
+        services: services(),
+        access: access(security),
+        peers: vec![pb::Peer {
+            name: "store".into(),
+            role: pb::RouterRole::Edge as i32,
+            paths: vec![path("broadband", "192.0.2.11"), path("lte", "100.64.1.2")],
+            keys: key(),
+        }],
+        ..Default::default()
+    }
+}
