@@ -5,6 +5,8 @@
 //! drivers around it.
 
 pub mod classify;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;

@@ -163,6 +163,8 @@ struct ControlTx {
     wan: u8,
     peer: u16,
     security_id: u32,
+    /// The session's mode: an `encrypt` session's metadata packets carry two trailers.
+    security: SecurityMode,
     uuid: [u8; 16],
     message: ControlMessage,
     seq: u64,
@@ -1126,6 +1128,7 @@ impl Pipeline {
                 wan: st.wan,
                 peer: st.peer,
                 security_id: st.security_id,
+                security: st.security,
                 uuid: gone.uuid,
                 message: ControlMessage::DeleteSession,
                 seq: st.tx_seq + 1,
@@ -1173,7 +1176,7 @@ impl Pipeline {
             8
         };
         let m = meta.buffer_len();
-        let total = ip_len + l4_header + m + TRAILER_LEN;
+        let total = ip_len + l4_header + m + security::overhead(tx.security, true);
         let out = buf.get_mut(..total)?;
         out.fill(0);
         match (k.src(), k.dst()) {
@@ -1202,7 +1205,21 @@ impl Pipeline {
         }
         let l4 = out.get_mut(ip_len + l4_header..)?;
         meta.emit(l4).ok()?;
-        security::seal_metadata_packet(key, security::Direction::Forward, tx.seq, l4, m, m).ok()?;
+        // Sealed as every metadata packet of the session is, so that the peer opens it with
+        // the same steps: in `encrypt` the (empty) payload gets the session AEAD trailer too.
+        let session_key = SessionKey::derive(key, &tx.uuid);
+        let sealed = security::seal_session_metadata_packet(
+            key,
+            &session_key,
+            tx.security,
+            security::Direction::Forward,
+            tx.seq,
+            l4,
+            m,
+            m,
+        )
+        .ok()?;
+        let total = ip_len + l4_header + sealed;
         let p = ip::Parsed {
             v6: !k.src().is_ipv4(),
             protocol: k.protocol(),

@@ -1,17 +1,22 @@
-//! A small store-and-hub world, shared by the pipeline's tests, its benchmarks and the fuzz
-//! targets: a store edge `store` with broadband and LTE, LAN networks `pos` (VLAN 10) and `guest`
-//! (VLAN 30); a hub `hub` fronting `payments` (10.255.1.10:443/tcp, real address 10.100.1.10)
-//! and `telemetry` (10.100.3.0/24, 9000/udp); `pos` may reach both, `guest` nothing. Not a test
-//! double: these are ordinary configs, the same shape the operator compiles.
+//! Reference configs of a two-router network, a store edge and a cloud hub, that the pipeline's
+//! tests and the fuzz targets (`crate::fuzzing`) both drive: tenants `pos` (VLAN 10) and `guest`
+//! (VLAN 30), services `payments` (TCP 443 to a VIP, re-addressed at the hub) and `telemetry`
+//! (UDP 9000), two WAN paths at the store (broadband preferred, LTE) and one WAN at the hub.
+//! Not a public API: it exists so that test code outside `#[cfg(test)]` can build the same lab.
 
 use signpost_proto::v1 as pb;
 
-/// The key both routers share (security id 7).
+/// The key both routers hold for each other, security id 7.
 pub const KEY: [u8; 32] = [0x42; 32];
+/// A POS terminal, in tenant `pos` (VLAN 10 at the store).
 pub const CLIENT: [u8; 4] = [10, 1, 10, 5];
+/// A guest device, in tenant `guest` (VLAN 30), which no policy lets reach a service.
 pub const GUEST: [u8; 4] = [10, 1, 30, 9];
+/// The address the store dials for `payments`.
 pub const PAYMENTS_VIP: [u8; 4] = [10, 255, 1, 10];
+/// Where the hub delivers `payments`.
 pub const PAYMENTS_REAL: [u8; 4] = [10, 100, 1, 10];
+/// A `telemetry` collector, delivered to as dialed.
 pub const TELEMETRY: [u8; 4] = [10, 100, 3, 30];
 
 fn range(first: u32, last: u32) -> Option<pb::PortRange> {

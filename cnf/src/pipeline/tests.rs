@@ -591,6 +591,31 @@ fn an_expired_session_is_closed_at_the_hub_by_a_control_message() {
     assert!(lab.edge.poll_transmit(&mut buf).is_none());
 }
 
+/// The same for a session of an `encrypt` policy: the control message carries both trailers,
+/// as every metadata packet of such a session does, or the hub cannot open it.
+#[test]
+fn an_expired_encrypted_session_is_closed_at_the_hub_by_a_control_message() {
+    for security in [pb::SecurityMode::Authenticate, pb::SecurityMode::Encrypt] {
+        let mut lab = Lab::new(security);
+        let syn = tcp_packet(CLIENT, 40000, PAYMENTS_VIP, 443, 64, "S", 1000, &[]);
+        let (_, b, _) = lab.store_to_hub(POS, &syn);
+        assert!(matches!(b, Some(Action::Forward(_))), "{security:?}: {b:?}");
+        let later = lab.now + Duration::from_secs(21); // past the half-open timeout
+        lab.edge.poll_timers(later, 1024);
+        assert_eq!(lab.edge.sessions().len(), 0);
+        let mut buf = [0u8; 512];
+        let (_, len) = lab
+            .edge
+            .poll_transmit(&mut buf)
+            .expect("a delete-session message");
+        assert_valid(&buf[..len]);
+        let (a, _) = run(&mut lab.hub, lab.now, WAN0, &buf[..len]);
+        assert_eq!(a, Action::Consumed, "{security:?}");
+        assert_eq!(lab.hub.sessions().len(), 0, "{security:?}");
+        assert_eq!(lab.hub.counters().sessions_closed_by_peer, 1);
+    }
+}
+
 #[test]
 fn sessions_cross_a_carrier_nat() {
     let mut lab = Lab::new(pb::SecurityMode::Authenticate);
