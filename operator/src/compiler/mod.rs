@@ -32,25 +32,37 @@
 //! configs; a config's version is the SHA-256 of its encoding. Each router's config is built only
 //! from a [`selection`](select) of the objects it depends on; the selection's fingerprint decides
 //! whether [`Compiler::compile`] rebuilds it or reuses the previous result.
+//!
+//! A [`Compiler`] keeps its [`World`] between compiles. Each compile compares every object with
+//! the one it replaces, updates the world for what changed, and reselects only the routers a
+//! change can reach ([`dependents`]); the others keep their config and diagnostics. Configs are
+//! written from pieces encoded once and shared ([`pieces`]), on all cores.
 
+mod dependents;
 mod diagnostics;
+mod pieces;
 mod select;
 mod units;
 mod world;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prost::Message;
 use sha2::{Digest, Sha256};
 use signpost_proto::v1::RouterConfig;
 
 pub use diagnostics::{Diagnostic, Severity};
-pub use select::select;
+pub use select::{Selection, select};
 pub use units::{parse_bits_per_second, parse_loss_ppm};
 pub use world::World;
 
 use crate::manifests::Intent;
+use pieces::{PeerPieces, Pieces};
+use select::PeerKeys;
+use world::Name;
 
 /// Inputs that are not objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,8 +85,7 @@ pub struct RouterOutput {
 }
 
 impl RouterOutput {
-    fn new(config: &RouterConfig) -> Self {
-        let encoded = config.encode_to_vec();
+    fn new(encoded: Vec<u8>) -> Self {
         let version = hex::encode(Sha256::digest(&encoded));
         Self { encoded, version }
     }
@@ -94,7 +105,11 @@ pub struct Compiled {
     pub routers: BTreeMap<String, Arc<RouterOutput>>,
     /// Sorted, de-duplicated.
     pub diagnostics: Vec<Diagnostic>,
-    /// Routers rebuilt by this compilation (all of them on a first compile).
+    /// Routers whose selection was computed again (all of them on a first compile), sorted: the
+    /// routers the changes could reach.
+    pub reselected: Vec<String>,
+    /// Routers rebuilt by this compilation (all of them on a first compile), sorted: those of
+    /// `reselected` whose fingerprint changed.
     pub rebuilt: Vec<String>,
 }
 
@@ -115,53 +130,99 @@ pub fn compile(intent: &Intent, options: &Options) -> Compiled {
 #[derive(Debug)]
 pub struct Compiler {
     options: Options,
-    /// Router name → (selection fingerprint, output).
-    last: BTreeMap<String, ([u8; 32], Arc<RouterOutput>)>,
+    world: World,
+    pieces: Pieces,
+    routers: BTreeMap<Name, RouterState>,
+    /// The next compile reselects every router: nothing compiled yet, or new options.
+    reselect_all: bool,
+}
+
+/// What the compiler remembers of one router.
+#[derive(Debug)]
+struct RouterState {
+    fingerprint: [u8; 32],
+    output: Arc<RouterOutput>,
+    /// From its selection (the world reports the rest).
+    diagnostics: Vec<Diagnostic>,
+    peer_pieces: PeerPieces,
+}
+
+/// One router to reselect.
+struct Job {
+    name: Name,
+    state: Option<RouterState>,
+    rebuilt: bool,
 }
 
 impl Compiler {
     pub fn new(options: Options) -> Self {
         Self {
             options,
-            last: BTreeMap::new(),
+            world: World::default(),
+            pieces: Pieces::default(),
+            routers: BTreeMap::new(),
+            reselect_all: true,
         }
     }
 
     /// New options (a key rotation); the next compile rebuilds the routers they change.
     pub fn set_options(&mut self, options: Options) {
-        self.options = options;
+        if options != self.options {
+            self.options = options;
+            self.reselect_all = true;
+            for state in self.routers.values_mut() {
+                state.peer_pieces.clear();
+            }
+        }
     }
 
     pub fn compile(&mut self, intent: &Intent) -> Compiled {
-        let (world, mut diagnostics) = World::resolve(intent);
-        let names: Vec<&str> = world.router_names().collect();
-        // Routers are independent once the world is resolved: split them over the cores.
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8);
-        let chunk = names.len().div_ceil(workers).max(1);
-        let (options, last) = (&self.options, &self.last);
-        let world = &world;
-        let results: Vec<RouterResults> = std::thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || compile_routers(world, part, options, last)))
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        let mut out = Compiled::default();
-        let mut next = BTreeMap::new();
-        for r in results {
-            diagnostics.extend(r.diagnostics);
-            out.rebuilt.extend(r.rebuilt);
-            for (name, fingerprint, output) in r.outputs {
-                out.routers.insert(name.clone(), Arc::clone(&output));
-                next.insert(name, (fingerprint, output));
+        let (changes, mut diagnostics) = self.world.update(intent);
+        let world = &self.world;
+        let reselect: Vec<Name> = if self.reselect_all {
+            world.router_names().cloned().collect()
+        } else {
+            dependents::dependents(world, &changes)
+                .into_iter()
+                .collect()
+        };
+        self.reselect_all = false;
+        for name in &changes.routers {
+            if world.router(name).is_none() {
+                self.routers.remove(name);
             }
         }
-        out.rebuilt.sort();
-        self.last = next;
+        self.pieces.refresh(world, &self.options);
+
+        let mut jobs: Vec<Job> = reselect
+            .into_iter()
+            .map(|name| Job {
+                state: self.routers.remove(&name),
+                name,
+                rebuilt: false,
+            })
+            .collect();
+        let keys = PeerKeys::new(&self.options.key_master);
+        let (pieces, options) = (&self.pieces, &self.options);
+        on_all_cores(&mut jobs, |job| {
+            reselect_router(world, pieces, &keys, options, job)
+        });
+
+        let mut out = Compiled::default();
+        for job in jobs {
+            out.reselected.push(job.name.to_string());
+            if job.rebuilt {
+                out.rebuilt.push(job.name.to_string());
+            }
+            if let Some(state) = job.state {
+                self.routers.insert(job.name, state);
+            }
+        }
+        for (name, state) in &self.routers {
+            out.routers
+                .insert(name.to_string(), Arc::clone(&state.output));
+            diagnostics.extend_from_slice(&state.diagnostics);
+        }
         diagnostics.sort();
         diagnostics.dedup();
         out.diagnostics = diagnostics;
@@ -169,36 +230,63 @@ impl Compiler {
     }
 }
 
-/// What one worker produced.
-#[derive(Default)]
-struct RouterResults {
-    outputs: Vec<(String, [u8; 32], Arc<RouterOutput>)>,
-    rebuilt: Vec<String>,
-    diagnostics: Vec<Diagnostic>,
+/// Selects one router again; rebuilds its config when the fingerprint changed.
+fn reselect_router(
+    world: &World,
+    pieces: &Pieces,
+    keys: &PeerKeys,
+    options: &Options,
+    job: &mut Job,
+) {
+    let mut diagnostics = Vec::new();
+    let Some(selection) = select(world, &job.name, &mut diagnostics) else {
+        job.state = None;
+        return;
+    };
+    let fingerprint = selection.fingerprint(options);
+    if let Some(state) = job.state.as_mut().filter(|s| s.fingerprint == fingerprint) {
+        state.diagnostics = diagnostics;
+        return;
+    }
+    let mut peer_pieces = job.state.take().map(|s| s.peer_pieces).unwrap_or_default();
+    let encoded = pieces::encode(&selection, world, pieces, &mut peer_pieces, keys, options);
+    job.state = Some(RouterState {
+        fingerprint,
+        output: Arc::new(RouterOutput::new(encoded)),
+        diagnostics,
+        peer_pieces,
+    });
+    job.rebuilt = true;
 }
 
-fn compile_routers(
-    world: &World<'_>,
-    names: &[&str],
-    options: &Options,
-    last: &BTreeMap<String, ([u8; 32], Arc<RouterOutput>)>,
-) -> RouterResults {
-    let mut r = RouterResults::default();
-    for &name in names {
-        let Some(selection) = select(world, name, &mut r.diagnostics) else {
-            continue;
-        };
-        let fingerprint = selection.fingerprint(options);
-        let output = match last.get(name) {
-            Some((previous, output)) if *previous == fingerprint => Arc::clone(output),
-            _ => {
-                r.rebuilt.push(name.to_string());
-                Arc::new(RouterOutput::new(&selection.build(options)))
-            }
-        };
-        r.outputs.push((name.to_string(), fingerprint, output));
+/// Runs `work` on every item, spread over the available cores (at most 8). Items are handed out
+/// in small batches, so that a few heavy ones (hubs) do not leave a core idle.
+fn on_all_cores<T: Send>(items: &mut [T], work: impl Fn(&mut T) + Sync) {
+    const BATCH: usize = 16;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8)
+        .min(items.len().div_ceil(BATCH));
+    if workers <= 1 {
+        items.iter_mut().for_each(work);
+        return;
     }
-    r
+    let batches: Vec<Mutex<&mut [T]>> = items.chunks_mut(BATCH).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    // Each batch is taken by exactly one worker; a poisoned lock means another
+                    // worker panicked, and the scope propagates that panic.
+                    if let Ok(mut batch) = batch.lock() {
+                        batch.iter_mut().for_each(&work);
+                    }
+                }
+            });
+        }
+    });
 }
 
 #[cfg(test)]

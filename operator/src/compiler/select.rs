@@ -1,8 +1,10 @@
 //! One router's share of the world, and its config built from that share alone.
 //!
 //! [`select`] decides what a router needs to know; [`Selection::fingerprint`] hashes exactly
-//! those objects; [`Selection::build`] reads nothing else. So a router whose fingerprint did not
-//! change would get a byte-identical config, and the incremental compiler can skip it.
+//! those objects; [`Selection::build`] reads nothing else, and neither does
+//! [`Selection::encode`], which writes the same config from pre-encoded pieces. So a router whose
+//! fingerprint did not change would get a byte-identical config, and the incremental compiler can
+//! skip it.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +15,7 @@ use signpost_proto::v1 as pb;
 use super::Options;
 use super::diagnostics::Diagnostic;
 use super::units::{parse_bits_per_second, parse_loss_ppm};
-use super::world::{World, enclosing, lan_networks};
+use super::world::{Name, RouterEntry, World, enclosing, lan_networks, overlaps};
 use crate::crd::{
     Direction, Interface, InterfaceRole, LoadBalancing, PortRange, Priority, Protocol, Router,
     RouterRole, SecurityMode, TrafficClass,
@@ -24,86 +26,62 @@ pub const DEFAULT_WAYPOINT_PORTS: (u32, u32) = (16384, 65535);
 
 /// What one router's config is made of.
 #[derive(Debug)]
-pub struct Selection<'w, 'a> {
-    world: &'w World<'a>,
-    name: &'a str,
-    router: &'a Router,
-    peers: Vec<&'a str>,
-    tenants: BTreeSet<&'a str>,
-    services: BTreeSet<&'a str>,
-    access: BTreeSet<(&'a str, &'a str)>,
+pub struct Selection<'w> {
+    world: &'w World,
+    name: &'w Name,
+    entry: &'w RouterEntry,
+    peers: Vec<&'w Name>,
+    tenants: BTreeSet<&'w str>,
+    services: BTreeSet<&'w str>,
+    access: BTreeSet<(&'w str, &'w str)>,
 }
 
 /// Chooses what router `name` needs. `None` when the router cannot be configured (its own
 /// diagnostics were reported while resolving).
-pub fn select<'w, 'a>(
-    world: &'w World<'a>,
+pub fn select<'w>(
+    world: &'w World,
     name: &str,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Selection<'w, 'a>> {
-    let (&name, &router) = world.routers.get_key_value(name)?;
-    let peers: Vec<&'a str> = world
-        .peers
-        .get(name)
-        .map(|p| p.iter().copied().collect())
-        .unwrap_or_default();
+) -> Option<Selection<'w>> {
+    let (name, entry) = world.router(name)?;
+    let peer_set = world.peers.get(name.as_ref())?;
     let reachable = |service: &str| {
         world.services.get(service).is_some_and(|s| {
-            s.locations.iter().any(|&i| {
-                let at = s.service.spec.locations[i].router.as_str();
-                at == name || peers.contains(&at)
-            })
+            s.routers()
+                .any(|at| at == name.as_ref() || peer_set.contains(at))
         })
     };
 
-    // Tenants whose hosts can appear on this router's LAN.
-    let mut local = BTreeSet::new();
-    // Named networks' prefixes and the subnets of the LAN interfaces' own addresses: a host on
-    // the LAN outside any named network can still belong to a tenant by prefix.
-    let lan_prefixes: Vec<ipnet::IpNet> = lan_networks(router)
-        .flat_map(|n| n.prefixes.iter().map(|p| p.as_str()))
-        .chain(
-            router
-                .spec
-                .interfaces
-                .iter()
-                .filter(|i| i.role == InterfaceRole::Lan)
-                .flat_map(|i| i.addresses.iter().map(|a| a.as_str())),
-        )
-        .filter_map(|p| p.parse::<ipnet::IpNet>().ok().map(|n| n.trunc()))
-        .collect();
-    for network in lan_networks(router) {
+    // Tenants whose hosts can appear on this router's LAN: by named network, or by prefix.
+    let mut local: BTreeSet<&'w str> = BTreeSet::new();
+    for network in lan_networks(&entry.router) {
         if let Some(tenants) = world.tenants_by_network.get(network.name.as_str()) {
-            local.extend(tenants.iter().copied());
+            local.extend(tenants.iter().map(|t| t.as_ref()));
         }
     }
-    for (tenant_name, tenant) in &world.tenants {
-        let overlaps = tenant
-            .spec
-            .prefixes
-            .iter()
-            .filter_map(|p| p.as_str().parse::<ipnet::IpNet>().ok())
-            .any(|t| lan_prefixes.iter().any(|l| l.contains(&t) || t.contains(l)));
-        if overlaps {
-            local.insert(*tenant_name);
+    if !entry.lan_prefixes.is_empty() {
+        for (tenant_name, tenant) in &world.tenants {
+            if overlaps(&tenant.prefixes, &entry.lan_prefixes) {
+                local.insert(tenant_name);
+            }
         }
     }
 
-    let mut access = BTreeSet::new();
-    let fronted = world.services_by_router.get(name);
+    let mut access: BTreeSet<(&'w str, &'w str)> = BTreeSet::new();
+    let fronted = world.services_by_router.get(name.as_ref());
     for service in fronted.into_iter().flatten() {
         for tenant in world.tenants_by_service.get(service).into_iter().flatten() {
-            access.insert((*tenant, *service));
+            access.insert((tenant, service));
         }
     }
     for tenant in &local {
-        for service in world.services_by_tenant.get(tenant).into_iter().flatten() {
-            if access.contains(&(*tenant, *service)) {
+        for (service, grant) in world.grants.get(*tenant).into_iter().flatten() {
+            if access.contains(&(*tenant, service.as_ref())) {
                 continue;
             }
             if reachable(service) {
-                access.insert((*tenant, *service));
-            } else if let Some(grant) = world.grants.get(&(*tenant, *service)) {
+                access.insert((*tenant, service));
+            } else {
                 diagnostics.push(Diagnostic::warning(
                     "Router",
                     name,
@@ -118,28 +96,56 @@ pub fn select<'w, 'a>(
         }
     }
 
-    let mut tenants: BTreeSet<&'a str> = local;
+    let mut tenants: BTreeSet<&'w str> = local;
     tenants.extend(access.iter().map(|(t, _)| *t));
-    let enclosing_tenants: Vec<&'a str> = tenants
+    let enclosing_tenants: Vec<&'w str> = tenants
         .iter()
         .flat_map(|t| enclosing(t))
-        .filter_map(|e| world.tenants.get_key_value(e).map(|(k, _)| *k))
+        .filter_map(|e| world.tenants.get_key_value(e).map(|(k, _)| k.as_ref()))
         .collect();
     tenants.extend(enclosing_tenants);
-    let mut services: BTreeSet<&'a str> = access.iter().map(|(_, s)| *s).collect();
-    services.extend(fronted.into_iter().flatten().copied());
+    let mut services: BTreeSet<&'w str> = access.iter().map(|(_, s)| *s).collect();
+    services.extend(fronted.into_iter().flatten().map(|s| s.as_ref()));
     Some(Selection {
         world,
         name,
-        router,
-        peers,
+        entry,
+        peers: peer_set.iter().collect(),
         tenants,
         services,
         access,
     })
 }
 
-impl Selection<'_, '_> {
+impl<'w> Selection<'w> {
+    pub fn name(&self) -> &'w Name {
+        self.name
+    }
+
+    pub fn entry(&self) -> &'w RouterEntry {
+        self.entry
+    }
+
+    /// Its peers, by name.
+    pub fn peers(&self) -> &[&'w Name] {
+        &self.peers
+    }
+
+    /// Its tenants, by name.
+    pub fn tenants(&self) -> impl Iterator<Item = &'w str> + '_ {
+        self.tenants.iter().copied()
+    }
+
+    /// Its services, by name.
+    pub fn services(&self) -> impl Iterator<Item = &'w str> + '_ {
+        self.services.iter().copied()
+    }
+
+    /// Its access entries, by tenant then service.
+    pub fn access(&self) -> impl Iterator<Item = (&'w str, &'w str)> + '_ {
+        self.access.iter().copied()
+    }
+
     /// SHA-256 over everything [`build`](Self::build) reads.
     pub fn fingerprint(&self, options: &Options) -> [u8; 32] {
         let mut h = Sha256::new();
@@ -151,21 +157,17 @@ impl Selection<'_, '_> {
             h.update(hash.map(|x| &x[..]).unwrap_or(&[0; 32]));
         }
         let w = self.world;
-        put(
-            &mut h,
-            b'R',
-            self.name,
-            w.hashes.get(&("Router", self.name)),
-        );
+        put(&mut h, b'R', self.name, Some(&self.entry.hash));
         for p in &self.peers {
-            put(&mut h, b'P', p, w.hashes.get(&("Router", *p)));
+            put(&mut h, b'P', p, w.router(p).map(|(_, e)| &e.hash));
         }
         for t in &self.tenants {
-            put(&mut h, b'T', t, w.hashes.get(&("Tenant", *t)));
+            put(&mut h, b'T', t, w.tenants.get(*t).map(|e| &e.hash));
         }
         for s in &self.services {
-            put(&mut h, b'S', s, w.hashes.get(&("Service", *s)));
-            if let Some(resolved) = w.services.get(s) {
+            let resolved = w.services.get(*s);
+            put(&mut h, b'S', s, resolved.map(|r| &r.hash));
+            if let Some(resolved) = resolved {
                 // Count first, so that the index list cannot run into the next item.
                 h.update((resolved.locations.len() as u64).to_be_bytes());
                 for i in &resolved.locations {
@@ -174,9 +176,9 @@ impl Selection<'_, '_> {
             }
         }
         for (t, s) in &self.access {
-            if let Some(g) = w.grants.get(&(*t, *s)) {
+            if let Some(g) = w.grant(t, s) {
                 put(&mut h, b'A', t, None);
-                put(&mut h, b'a', s, w.hashes.get(&("Policy", g.policy_name)));
+                put(&mut h, b'a', s, Some(&g.hash));
                 h.update(g.policy_name.as_bytes());
             }
         }
@@ -187,8 +189,31 @@ impl Selection<'_, '_> {
 
     /// The router's config.
     pub fn build(&self, options: &Options) -> pb::RouterConfig {
-        let spec = &self.router.spec;
         let w = self.world;
+        let keys = PeerKeys::new(&options.key_master);
+        let tail = tail(options);
+        pb::RouterConfig {
+            tenants: self.tenants().filter_map(|t| tenant(w, t)).collect(),
+            services: self.services().filter_map(|s| service(w, s)).collect(),
+            access: self
+                .access()
+                .filter_map(|(t, s)| access_rule(w, t, s))
+                .collect(),
+            peers: self
+                .peers
+                .iter()
+                .filter_map(|p| peer(w, self.name, &self.entry.router, p, &keys, options))
+                .collect(),
+            qos_classes: tail.qos_classes,
+            limits: tail.limits,
+            key_epoch: tail.key_epoch,
+            ..self.header()
+        }
+    }
+
+    /// The fields that come from the router's own spec (1 to 5), the others left empty.
+    pub fn header(&self) -> pb::RouterConfig {
+        let spec = &self.entry.router.spec;
         let mut wan_id = 0;
         let mut wan_interfaces = Vec::new();
         let mut lan_interfaces = Vec::new();
@@ -201,40 +226,6 @@ impl Selection<'_, '_> {
                 InterfaceRole::Lan => lan_interfaces.push(lan_interface(i)),
             }
         }
-        let tenants = self
-            .tenants
-            .iter()
-            .filter_map(|name| w.tenants.get(name).map(|t| (name, t)))
-            .map(|(name, t)| pb::Tenant {
-                name: name.to_string(),
-                networks: t.spec.networks.iter().map(|n| n.to_string()).collect(),
-                prefixes: t
-                    .spec
-                    .prefixes
-                    .iter()
-                    .map(|p| canonical_prefix(p.as_str()))
-                    .collect(),
-                parent: enclosing(name)
-                    .find(|e| w.tenants.contains_key(e))
-                    .unwrap_or_default()
-                    .to_string(),
-            })
-            .collect();
-        let services = self
-            .services
-            .iter()
-            .filter_map(|name| self.service(name))
-            .collect();
-        let access = self
-            .access
-            .iter()
-            .filter_map(|(t, s)| self.access_rule(t, s))
-            .collect();
-        let peers = self
-            .peers
-            .iter()
-            .filter_map(|p| self.peer(p, options))
-            .collect();
         pb::RouterConfig {
             router: self.name.to_string(),
             role: role(spec.role) as i32,
@@ -248,170 +239,229 @@ impl Selection<'_, '_> {
                 .collect(),
             wan_interfaces,
             lan_interfaces,
-            tenants,
-            services,
-            access,
-            peers,
-            qos_classes: qos_classes(),
-            limits: Some(pb::Limits::default()),
-            key_epoch: options.key_epoch,
+            ..Default::default()
         }
-    }
-
-    fn service(&self, name: &str) -> Option<pb::Service> {
-        let resolved = self.world.services.get(name)?;
-        let spec = &resolved.service.spec;
-        let mut locations: Vec<pb::ServiceLocation> = resolved
-            .locations
-            .iter()
-            .filter_map(|&i| spec.locations.get(i))
-            .map(|l| pb::ServiceLocation {
-                router: l.router.to_string(),
-                addresses: l.addresses.iter().map(|a| a.to_string()).collect(),
-                priority: u32::from(l.priority),
-            })
-            .collect();
-        locations.sort_by(|a, b| (a.priority, &a.router).cmp(&(b.priority, &b.router)));
-        Some(pb::Service {
-            name: name.to_string(),
-            prefixes: spec
-                .addresses
-                .iter()
-                .map(|p| canonical_prefix(p.as_str()))
-                .collect(),
-            hostname: spec.hostname.clone().unwrap_or_default(),
-            transports: spec
-                .transports
-                .iter()
-                .map(|t| pb::Transport {
-                    protocol: protocol(t.protocol) as i32,
-                    ports: t.ports.iter().map(port_range).collect(),
-                })
-                .collect(),
-            locations,
-            traffic_class: traffic_class(spec.traffic_class) as i32,
-            load_balancing: load_balancing(spec.load_balancing) as i32,
-        })
-    }
-
-    fn access_rule(&self, tenant: &str, service: &str) -> Option<pb::AccessRule> {
-        let grant = self.world.grants.get(&(tenant, service))?;
-        let spec = &grant.policy.spec;
-        Some(pb::AccessRule {
-            tenant: tenant.to_string(),
-            service: service.to_string(),
-            policy: grant.policy_name.to_string(),
-            sla: spec.sla.as_ref().map(|sla| pb::Sla {
-                max_latency_ms: sla.max_latency_ms.unwrap_or(0),
-                max_loss_ppm: sla
-                    .max_loss
-                    .as_deref()
-                    .and_then(parse_loss_ppm)
-                    .unwrap_or(0),
-                max_jitter_ms: sla.max_jitter_ms.unwrap_or(0),
-            }),
-            path_preference: spec.path_preference.iter().map(|v| v.to_string()).collect(),
-            priority: priority(spec.priority) as i32,
-            rate_limit: spec.rate_limit.as_ref().map(|r| {
-                let bits_per_second = r
-                    .bandwidth
-                    .as_deref()
-                    .and_then(parse_bits_per_second)
-                    .unwrap_or(0);
-                pb::RateLimit {
-                    bits_per_second,
-                    // 100 ms worth of traffic, at least one full-size packet.
-                    burst_bytes: (bits_per_second / 80).max(if bits_per_second > 0 {
-                        1500
-                    } else {
-                        0
-                    }),
-                    new_sessions_per_second: r.new_sessions_per_second.unwrap_or(0),
-                }
-            }),
-            security: security(spec.security) as i32,
-            direction: direction(spec.direction) as i32,
-        })
-    }
-
-    fn peer(&self, peer: &str, options: &Options) -> Option<pb::Peer> {
-        let remote = self.world.routers.get(peer)?;
-        let mut paths = Vec::new();
-        for local_if in self
-            .router
-            .spec
-            .interfaces
-            .iter()
-            .filter(|i| i.role == InterfaceRole::Wan)
-        {
-            for remote_if in remote
-                .spec
-                .interfaces
-                .iter()
-                .filter(|i| i.role == InterfaceRole::Wan)
-            {
-                let (Some(ln), Some(rn)) = (&local_if.neighborhood, &remote_if.neighborhood) else {
-                    continue;
-                };
-                if ln != rn {
-                    continue;
-                }
-                paths.push(pb::PeerPath {
-                    id: format!("{}/{}->{peer}/{}", self.name, local_if.name, remote_if.name),
-                    local_interface: local_if.name.to_string(),
-                    remote_interface: remote_if.name.to_string(),
-                    // Empty when the peer learns its address (DHCP): the far side learns it from
-                    // the first packet.
-                    remote_address: remote_if
-                        .addresses
-                        .first()
-                        .map(|a| a.as_str().split('/').next().unwrap_or_default().to_string())
-                        .unwrap_or_default(),
-                    vector: local_if
-                        .vector
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    neighborhood: ln.to_string(),
-                    remote_waypoint_ports: Some(waypoint_ports(remote_if)),
-                    cost: u32::from(local_if.cost.unwrap_or(0))
-                        + u32::from(remote_if.cost.unwrap_or(0)),
-                });
-            }
-        }
-        let epochs = options.key_epoch.saturating_sub(1)..=options.key_epoch;
-        let keys = epochs
-            .map(|epoch| pb::PeerKey {
-                // The wire carries 32 bits; epochs wrap, which is harmless with two live keys.
-                security_id: epoch as u32,
-                key: peer_key(&options.key_master, self.name, peer, epoch).to_vec(),
-                epoch,
-            })
-            .collect::<Vec<_>>();
-        Some(pb::Peer {
-            name: peer.to_string(),
-            role: role(remote.spec.role) as i32,
-            paths,
-            keys,
-        })
     }
 }
 
-/// The key two routers share for `epoch`: HKDF-SHA256 over the operator's master secret, with
-/// the two names in sorted order so both ends derive the same key.
-pub fn peer_key(master: &[u8; 32], a: &str, b: &str, epoch: u64) -> [u8; 32] {
-    let (first, second) = if a <= b { (a, b) } else { (b, a) };
-    let mut info = Vec::with_capacity(first.len() + second.len() + 10);
-    info.extend_from_slice(first.as_bytes());
-    info.push(0);
-    info.extend_from_slice(second.as_bytes());
-    info.push(0);
-    info.extend_from_slice(&epoch.to_be_bytes());
-    let mut key = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(b"signpost peer key v1"), master)
-        .expand(&info, &mut key)
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-    key
+/// The fields that depend on the options only (10 to 12), the others left empty.
+pub fn tail(options: &Options) -> pb::RouterConfig {
+    pb::RouterConfig {
+        qos_classes: qos_classes(),
+        limits: Some(pb::Limits::default()),
+        key_epoch: options.key_epoch,
+        ..Default::default()
+    }
+}
+
+/// A tenant as routers see it; its parent is the nearest enclosing tenant that exists.
+pub fn tenant(w: &World, name: &str) -> Option<pb::Tenant> {
+    let entry = w.tenants.get(name)?;
+    Some(pb::Tenant {
+        name: name.to_string(),
+        networks: entry
+            .tenant
+            .spec
+            .networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
+        prefixes: entry
+            .tenant
+            .spec
+            .prefixes
+            .iter()
+            .map(|p| canonical_prefix(p.as_str()))
+            .collect(),
+        parent: parent(w, name).map(|p| p.to_string()).unwrap_or_default(),
+    })
+}
+
+/// The nearest enclosing tenant that exists.
+pub fn parent<'w>(w: &'w World, name: &str) -> Option<&'w Name> {
+    enclosing(name).find_map(|e| w.tenants.get_key_value(e).map(|(k, _)| k))
+}
+
+pub fn service(w: &World, name: &str) -> Option<pb::Service> {
+    let resolved = w.services.get(name)?;
+    let spec = &resolved.service.spec;
+    let mut locations: Vec<pb::ServiceLocation> = resolved
+        .locations
+        .iter()
+        .filter_map(|&i| spec.locations.get(i))
+        .map(|l| pb::ServiceLocation {
+            router: l.router.to_string(),
+            addresses: l.addresses.iter().map(|a| a.to_string()).collect(),
+            priority: u32::from(l.priority),
+        })
+        .collect();
+    locations.sort_by(|a, b| (a.priority, &a.router).cmp(&(b.priority, &b.router)));
+    Some(pb::Service {
+        name: name.to_string(),
+        prefixes: spec
+            .addresses
+            .iter()
+            .map(|p| canonical_prefix(p.as_str()))
+            .collect(),
+        hostname: spec.hostname.clone().unwrap_or_default(),
+        transports: spec
+            .transports
+            .iter()
+            .map(|t| pb::Transport {
+                protocol: protocol(t.protocol) as i32,
+                ports: t.ports.iter().map(port_range).collect(),
+            })
+            .collect(),
+        locations,
+        traffic_class: traffic_class(spec.traffic_class) as i32,
+        load_balancing: load_balancing(spec.load_balancing) as i32,
+    })
+}
+
+pub fn access_rule(w: &World, tenant: &str, service: &str) -> Option<pb::AccessRule> {
+    let grant = w.grant(tenant, service)?;
+    let spec = &grant.policy.spec;
+    Some(pb::AccessRule {
+        tenant: tenant.to_string(),
+        service: service.to_string(),
+        policy: grant.policy_name.to_string(),
+        sla: spec.sla.as_ref().map(|sla| pb::Sla {
+            max_latency_ms: sla.max_latency_ms.unwrap_or(0),
+            max_loss_ppm: sla
+                .max_loss
+                .as_deref()
+                .and_then(parse_loss_ppm)
+                .unwrap_or(0),
+            max_jitter_ms: sla.max_jitter_ms.unwrap_or(0),
+        }),
+        path_preference: spec.path_preference.iter().map(|v| v.to_string()).collect(),
+        priority: priority(spec.priority) as i32,
+        rate_limit: spec.rate_limit.as_ref().map(|r| {
+            let bits_per_second = r
+                .bandwidth
+                .as_deref()
+                .and_then(parse_bits_per_second)
+                .unwrap_or(0);
+            pb::RateLimit {
+                bits_per_second,
+                // 100 ms worth of traffic, at least one full-size packet.
+                burst_bytes: (bits_per_second / 80).max(if bits_per_second > 0 { 1500 } else { 0 }),
+                new_sessions_per_second: r.new_sessions_per_second.unwrap_or(0),
+            }
+        }),
+        security: security(spec.security) as i32,
+        direction: direction(spec.direction) as i32,
+    })
+}
+
+/// Router `name`'s entry for its peer `peer`: a path per pair of WAN interfaces in a shared
+/// neighborhood, and the keys of the current and the previous epoch.
+pub fn peer(
+    w: &World,
+    name: &str,
+    router: &Router,
+    peer: &str,
+    keys: &PeerKeys,
+    options: &Options,
+) -> Option<pb::Peer> {
+    let (_, remote) = w.router(peer)?;
+    let remote = &remote.router;
+    let remote_wan: Vec<&Interface> = wan_interfaces(remote).collect();
+    let mut paths = Vec::new();
+    for local_if in wan_interfaces(router) {
+        for remote_if in &remote_wan {
+            let (Some(ln), Some(rn)) = (&local_if.neighborhood, &remote_if.neighborhood) else {
+                continue;
+            };
+            if ln != rn {
+                continue;
+            }
+            paths.push(pb::PeerPath {
+                id: format!("{name}/{}->{peer}/{}", local_if.name, remote_if.name),
+                local_interface: local_if.name.to_string(),
+                remote_interface: remote_if.name.to_string(),
+                // Empty when the peer learns its address (DHCP): the far side learns it from
+                // the first packet.
+                remote_address: remote_if
+                    .addresses
+                    .first()
+                    .map(|a| a.as_str().split('/').next().unwrap_or_default().to_string())
+                    .unwrap_or_default(),
+                vector: local_if
+                    .vector
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                neighborhood: ln.to_string(),
+                remote_waypoint_ports: Some(waypoint_ports(remote_if)),
+                cost: u32::from(local_if.cost.unwrap_or(0))
+                    + u32::from(remote_if.cost.unwrap_or(0)),
+            });
+        }
+    }
+    let epochs = options.key_epoch.saturating_sub(1)..=options.key_epoch;
+    let keys = epochs
+        .map(|epoch| pb::PeerKey {
+            // The wire carries 32 bits; epochs wrap, which is harmless with two live keys.
+            security_id: epoch as u32,
+            key: keys.key(name, peer, epoch).to_vec(),
+            epoch,
+        })
+        .collect::<Vec<_>>();
+    Some(pb::Peer {
+        name: peer.to_string(),
+        role: role(remote.spec.role) as i32,
+        paths,
+        keys,
+    })
+}
+
+fn wan_interfaces(r: &Router) -> impl Iterator<Item = &Interface> {
+    r.spec
+        .interfaces
+        .iter()
+        .filter(|i| i.role == InterfaceRole::Wan)
+}
+
+/// Derives peer keys from the operator's master secret: HKDF-SHA256, extracted once and expanded
+/// per pair and epoch.
+#[derive(Clone)]
+pub struct PeerKeys {
+    hkdf: Hkdf<Sha256>,
+}
+
+impl PeerKeys {
+    pub fn new(master: &[u8; 32]) -> Self {
+        Self {
+            hkdf: Hkdf::<Sha256>::new(Some(b"signpost peer key v1"), master),
+        }
+    }
+
+    /// The key routers `a` and `b` share for `epoch`, with the two names in sorted order so both
+    /// ends derive the same key.
+    pub fn key(&self, a: &str, b: &str, epoch: u64) -> [u8; 32] {
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        let mut key = [0u8; 32];
+        self.hkdf
+            .expand_multi_info(
+                &[
+                    first.as_bytes(),
+                    &[0],
+                    second.as_bytes(),
+                    &[0],
+                    &epoch.to_be_bytes(),
+                ],
+                &mut key,
+            )
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        key
+    }
+}
+
+impl std::fmt::Debug for PeerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerKeys(..)")
+    }
 }
 
 fn canonical_prefix(p: &str) -> String {

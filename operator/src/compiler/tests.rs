@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use signpost_proto::v1 as pb;
 
+use prost::Message;
+
 use super::*;
 use crate::admission::Admission;
 use crate::manifests::{self, Intent};
@@ -467,4 +469,209 @@ fn duplicate_names_are_errors_whatever_the_order() {
     for (name, out) in &c.routers {
         assert_eq!(out.version, d.routers[name].version);
     }
+}
+
+#[test]
+fn pieces_encode_exactly_what_build_returns() {
+    let mut nested = load("examples/retail");
+    nested
+        .tenants
+        .push(tenant("lanes.pos", &["10.1.10.128/25"]));
+    for intent in [load("examples/retail"), retail_with_kiosk(), nested] {
+        let mut world = World::default();
+        world.update(&intent);
+        let mut pieces = pieces::Pieces::default();
+        pieces.refresh(&world, &options());
+        let keys = select::PeerKeys::new(&options().key_master);
+        let mut seen = 0;
+        for name in world.router_names() {
+            let selection = select(&world, name, &mut Vec::new()).expect("a usable router");
+            let built = selection.build(&options()).encode_to_vec();
+            let mut peers = pieces::PeerPieces::default();
+            let encoded =
+                pieces::encode(&selection, &world, &pieces, &mut peers, &keys, &options());
+            assert_eq!(encoded, built, "{name}");
+            // Again with the router's peer pieces kept from the first time.
+            let again = pieces::encode(&selection, &world, &pieces, &mut peers, &keys, &options());
+            assert_eq!(again, built, "{name}, reused peer pieces");
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+    }
+}
+
+#[test]
+fn peer_keys_are_hkdf_of_the_sorted_names_and_the_epoch() {
+    let master = [9u8; 32];
+    let mut info = b"hub-a\0store-1\0".to_vec();
+    info.extend(5u64.to_be_bytes());
+    let mut want = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(b"signpost peer key v1"), &master)
+        .expand(&info, &mut want)
+        .expect("32 bytes");
+    let keys = select::PeerKeys::new(&master);
+    assert_eq!(keys.key("store-1", "hub-a", 5), want);
+    assert_eq!(keys.key("hub-a", "store-1", 5), want);
+    assert_ne!(keys.key("hub-a", "store-1", 6), want);
+}
+
+/// The retail example plus a tenant only store-0142 has (`kiosk`, 10.1.50.0/24), allowed by
+/// `kiosk-loyalty` to a service only hub-aws fronts (`loyalty`).
+fn retail_with_kiosk() -> Intent {
+    let mut intent = load("examples/retail");
+    intent.tenants.push(tenant("kiosk", &["10.1.50.0/24"]));
+    intent
+        .services
+        .push(service("loyalty", "10.255.9.0/24", "hub-aws"));
+    intent
+        .policies
+        .push(policy("kiosk-loyalty", "kiosk", "loyalty"));
+    intent
+}
+
+/// Compiles `before`, then `after` with the same compiler; checks that the second result is
+/// exactly a from-scratch compile of `after`, and returns it.
+fn recompile(before: &Intent, after: &Intent) -> Compiled {
+    let mut compiler = Compiler::new(options());
+    compiler.compile(before);
+    let incremental = compiler.compile(after);
+    let scratch = compile(after, &options());
+    assert_eq!(incremental.diagnostics, scratch.diagnostics);
+    let versions = |c: &Compiled| -> Vec<(String, String)> {
+        c.routers
+            .iter()
+            .map(|(n, o)| (n.clone(), o.version.clone()))
+            .collect()
+    };
+    assert_eq!(versions(&incremental), versions(&scratch));
+    for name in &incremental.rebuilt {
+        assert!(incremental.reselected.contains(name), "{name}");
+    }
+    incremental
+}
+
+fn named<'a, T: kube::Resource>(objects: &'a mut [T], name: &str) -> &'a mut T {
+    objects
+        .iter_mut()
+        .find(|o| o.meta().name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no object named {name}"))
+}
+
+#[test]
+fn changing_a_service_one_store_uses_reaches_that_store_and_its_hub() {
+    let before = retail_with_kiosk();
+    let mut after = before.clone();
+    named(&mut after.services, "loyalty").spec.transports[0].ports[0].port = 8443;
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "store-0142"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "store-0142"]);
+}
+
+#[test]
+fn renaming_a_router_reaches_it_and_its_peers() {
+    let before = load("examples/retail");
+    let mut after = before.clone();
+    named(&mut after.routers, "store-0217").metadata.name = Some("store-0500".into());
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "hub-azure", "store-0500"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "hub-azure", "store-0500"]);
+    assert!(!c.routers.contains_key("store-0217"));
+}
+
+#[test]
+fn changing_a_store_reaches_it_and_its_hubs() {
+    let before = load("examples/retail");
+    let mut after = before.clone();
+    named(&mut after.routers, "store-0388").spec.interfaces[1].cost = Some(200);
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "hub-azure", "store-0388"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "hub-azure", "store-0388"]);
+}
+
+#[test]
+fn deleting_a_policy_reaches_the_routers_it_granted_on() {
+    // signage is on every store; ads-cdn is fronted by hub-azure only.
+    let before = load("examples/retail");
+    let mut after = before.clone();
+    after
+        .policies
+        .retain(|p| p.metadata.name.as_deref() != Some("signage-ads-cdn"));
+    let c = recompile(&before, &after);
+    assert_eq!(
+        c.reselected,
+        ["hub-azure", "store-0142", "store-0217", "store-0388"]
+    );
+    assert_eq!(c.rebuilt, c.reselected);
+
+    let before = retail_with_kiosk();
+    let mut after = before.clone();
+    after
+        .policies
+        .retain(|p| p.metadata.name.as_deref() != Some("kiosk-loyalty"));
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "store-0142"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "store-0142"]);
+}
+
+#[test]
+fn changing_a_tenant_reaches_where_it_was_and_is_local_and_the_hubs_it_reaches() {
+    // kiosk moves from store-0142's LAN to store-0217's.
+    let before = retail_with_kiosk();
+    let mut after = before.clone();
+    named(&mut after.tenants, "kiosk").spec.prefixes = vec!["10.2.50.0/24".into()];
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "store-0142", "store-0217"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "store-0142", "store-0217"]);
+    let tenants = |router: &str| -> Vec<String> {
+        cfg(&c.routers[router])
+            .tenants
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    assert!(!tenants("store-0142").contains(&"kiosk".to_string()));
+    assert!(tenants("store-0217").contains(&"kiosk".to_string()));
+}
+
+#[test]
+fn changing_an_enclosing_tenant_reaches_its_members_routers() {
+    // `corp` has no hosts of its own; `kiosk.corp` is on store-0142 and reaches loyalty at
+    // hub-aws, so both carry `corp` as its parent.
+    let mut before = retail_with_kiosk();
+    named(&mut before.tenants, "kiosk").metadata.name = Some("kiosk.corp".into());
+    named(&mut before.policies, "kiosk-loyalty").spec.tenants = vec!["kiosk.corp".into()];
+    before.tenants.push(tenant("corp", &[]));
+    let mut after = before.clone();
+    named(&mut after.tenants, "corp").spec.description = Some("the company".into());
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "store-0142"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "store-0142"]);
+
+    // Without `corp`, `kiosk.corp` has no parent: the same two routers change.
+    let mut after = before.clone();
+    after
+        .tenants
+        .retain(|t| t.metadata.name.as_deref() != Some("corp"));
+    let c = recompile(&before, &after);
+    assert_eq!(c.reselected, ["hub-aws", "store-0142"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "store-0142"]);
+    let kiosk = cfg(&c.routers["store-0142"])
+        .tenants
+        .into_iter()
+        .find(|t| t.name == "kiosk.corp")
+        .expect("kiosk.corp is local");
+    assert_eq!(kiosk.parent, "");
+}
+
+#[test]
+fn an_unchanged_intent_reselects_nothing() {
+    let intent = retail_with_kiosk();
+    let mut compiler = Compiler::new(options());
+    compiler.compile(&intent);
+    let mut shuffled = intent.clone();
+    shuffled.routers.reverse();
+    shuffled.tenants.reverse();
+    let again = compiler.compile(&shuffled);
+    assert!(again.reselected.is_empty(), "{:?}", again.reselected);
+    assert_eq!(again.routers.len(), 5);
 }

@@ -1,0 +1,200 @@
+//! A router's config encoding assembled from pieces encoded once. One service, tenant or access
+//! rule appears in thousands of configs, and a hub's entries for its peers rarely change; each is
+//! encoded once, framed as the repeated field it is, and a config is their concatenation. That
+//! is byte-identical to encoding what [`Selection::build`] returns, because protobuf writes a
+//! message field by field in field-number order (tested in `tests.rs`).
+//!
+//! Every piece carries a stamp of what it was made from and is reused only while the stamp
+//! matches, so a stale piece cannot outlive a change however the change was found.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use super::Options;
+use super::select::{self, PeerKeys, Selection};
+use super::world::{Name, World};
+
+/// `RouterConfig` field numbers of the repeated fields built from pieces.
+const TENANTS: u32 = 6;
+const SERVICES: u32 = 7;
+const ACCESS: u32 = 8;
+const PEERS: u32 = 9;
+
+fn framed<M: Message>(tag: u32, message: &M) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(message.encoded_len() + 8);
+    prost::encoding::message::encode(tag, message, &mut buf);
+    buf
+}
+
+#[derive(Debug)]
+struct Piece<S> {
+    stamp: S,
+    bytes: Vec<u8>,
+}
+
+/// The spec hash and the parent tenant.
+type TenantStamp = ([u8; 32], Option<Name>);
+/// The spec hash and the surviving locations.
+type ServiceStamp = ([u8; 32], Vec<usize>);
+/// The granting policy and its spec hash.
+type AccessStamp = (Name, [u8; 32]);
+/// The spec hashes of the router and of its peer.
+type PeerStamp = ([u8; 32], [u8; 32]);
+
+/// Pieces shared by all routers, refreshed from the world before each compile.
+#[derive(Debug, Default)]
+pub struct Pieces {
+    tenants: BTreeMap<Name, Piece<TenantStamp>>,
+    services: BTreeMap<Name, Piece<ServiceStamp>>,
+    /// Tenant → service → the access rule.
+    access: BTreeMap<Name, BTreeMap<Name, Piece<AccessStamp>>>,
+    /// Fields 10 to 12, which depend on the options only.
+    tail: Vec<u8>,
+}
+
+impl Pieces {
+    /// Brings every piece in line with `world`, re-encoding only those whose stamp changed.
+    pub fn refresh(&mut self, world: &World, options: &Options) {
+        let mut old = std::mem::take(&mut self.tenants);
+        for name in world.tenants.keys() {
+            let stamp = (
+                world.tenants.get(name).map(|e| e.hash).unwrap_or_default(),
+                select::parent(world, name).cloned(),
+            );
+            let piece = match old.remove(name) {
+                Some(p) if p.stamp == stamp => p,
+                _ => Piece {
+                    bytes: select::tenant(world, name)
+                        .map(|t| framed(TENANTS, &t))
+                        .unwrap_or_default(),
+                    stamp,
+                },
+            };
+            self.tenants.insert(Name::clone(name), piece);
+        }
+
+        let mut old = std::mem::take(&mut self.services);
+        for (name, resolved) in &world.services {
+            let stamp = (resolved.hash, resolved.locations.clone());
+            let piece = match old.remove(name) {
+                Some(p) if p.stamp == stamp => p,
+                _ => Piece {
+                    bytes: select::service(world, name)
+                        .map(|s| framed(SERVICES, &s))
+                        .unwrap_or_default(),
+                    stamp,
+                },
+            };
+            self.services.insert(Name::clone(name), piece);
+        }
+
+        let mut old = std::mem::take(&mut self.access);
+        for (tenant, by_service) in &world.grants {
+            let mut old = old.remove(tenant).unwrap_or_default();
+            let mut pieces = BTreeMap::new();
+            for (service, grant) in by_service {
+                let stamp = (Name::clone(&grant.policy_name), grant.hash);
+                let piece = match old.remove(service) {
+                    Some(p) if p.stamp == stamp => p,
+                    _ => Piece {
+                        bytes: select::access_rule(world, tenant, service)
+                            .map(|a| framed(ACCESS, &a))
+                            .unwrap_or_default(),
+                        stamp,
+                    },
+                };
+                pieces.insert(Name::clone(service), piece);
+            }
+            self.access.insert(Name::clone(tenant), pieces);
+        }
+
+        self.tail = select::tail(options).encode_to_vec();
+    }
+}
+
+/// A router's pieces for its peers, by peer name: they depend on both routers' specs and the
+/// options, so a router keeps them from one build to the next.
+#[derive(Debug, Default)]
+pub struct PeerPieces {
+    /// Sorted by peer name.
+    pieces: Vec<(Name, Piece<PeerStamp>)>,
+}
+
+impl PeerPieces {
+    /// Drops every piece: the options (and so the keys) changed.
+    pub fn clear(&mut self) {
+        self.pieces.clear();
+    }
+}
+
+/// The encoding of `selection`'s config: `selection.build(options).encode_to_vec()`, from pieces.
+/// `peers` is updated to the selection's peers.
+pub fn encode(
+    selection: &Selection<'_>,
+    world: &World,
+    pieces: &Pieces,
+    peers: &mut PeerPieces,
+    keys: &PeerKeys,
+    options: &Options,
+) -> Vec<u8> {
+    let own = selection.entry();
+    let mut old = std::mem::take(&mut peers.pieces).into_iter().peekable();
+    for &peer in selection.peers() {
+        // Both lists are sorted by name: skip the old pieces of routers that are no longer peers.
+        while old.next_if(|(n, _)| n < peer).is_some() {}
+        let stamp = (
+            own.hash,
+            world.router(peer).map(|(_, e)| e.hash).unwrap_or_default(),
+        );
+        let piece = match old.next_if(|(n, _)| n == peer) {
+            Some((_, p)) if p.stamp == stamp => p,
+            _ => Piece {
+                bytes: select::peer(world, selection.name(), &own.router, peer, keys, options)
+                    .map(|p| framed(PEERS, &p))
+                    .unwrap_or_default(),
+                stamp,
+            },
+        };
+        peers.pieces.push((Name::clone(peer), piece));
+    }
+
+    let header = selection.header();
+    let tenants: Vec<&[u8]> = selection
+        .tenants()
+        .filter_map(|t| pieces.tenants.get(t))
+        .map(|p| p.bytes.as_slice())
+        .collect();
+    let services: Vec<&[u8]> = selection
+        .services()
+        .filter_map(|s| pieces.services.get(s))
+        .map(|p| p.bytes.as_slice())
+        .collect();
+    let access: Vec<&[u8]> = selection
+        .access()
+        .filter_map(|(t, s)| pieces.access.get(t)?.get(s))
+        .map(|p| p.bytes.as_slice())
+        .collect();
+    let peer_bytes = peers.pieces.iter().map(|(_, p)| p.bytes.as_slice());
+    let len = header.encoded_len()
+        + tenants
+            .iter()
+            .chain(&services)
+            .chain(&access)
+            .map(|b| b.len())
+            .sum::<usize>()
+        + peer_bytes.clone().map(<[u8]>::len).sum::<usize>()
+        + pieces.tail.len();
+    let mut out = header.encode_to_vec();
+    out.reserve(len.saturating_sub(out.len()));
+    for bytes in tenants
+        .into_iter()
+        .chain(services)
+        .chain(access)
+        .chain(peer_bytes)
+    {
+        out.extend_from_slice(bytes);
+    }
+    out.extend_from_slice(&pieces.tail);
+    out
+}
