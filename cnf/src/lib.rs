@@ -4,5 +4,6 @@
 //! sessions, SVR metadata — that takes time as an argument and never touches a socket, and thin
 //! drivers around it.
 
+pub mod io;
 pub mod packet;
 pub mod svr;
