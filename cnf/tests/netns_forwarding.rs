@@ -175,8 +175,9 @@ fn tcp_transfer(lab: &Lab) -> Result<f64, String> {
     Ok(TCP_BYTES as f64 * 8.0 / elapsed / 1e6)
 }
 
-/// Sends `UDP_DATAGRAMS` numbered datagrams from `a` to `b`; returns how many arrived intact.
-fn udp_stream(lab: &Lab) -> Result<u32, String> {
+/// Sends `UDP_DATAGRAMS` numbered datagrams from `a` to `b`, round robin from `flows` sockets
+/// (source ports); returns how many arrived intact.
+fn udp_stream(lab: &Lab, flows: usize) -> Result<u32, String> {
     let server_addr = SocketAddr::from((B_ADDR, 5300));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = netns::in_namespace(&lab.b, move || {
@@ -219,11 +220,13 @@ fn udp_stream(lab: &Lab) -> Result<u32, String> {
         .recv_timeout(Duration::from_secs(10))
         .map_err(|_| "the UDP receiver in b did not start".to_string())?;
     let client = netns::in_namespace(&lab.a, move || {
-        let socket = UdpSocket::bind((A_ADDR, 0)).map_err(|e| format!("bind: {e}"))?;
+        let sockets = (0..flows.max(1))
+            .map(|_| UdpSocket::bind((A_ADDR, 0)).map_err(|e| format!("bind: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         for seq in 0..UDP_DATAGRAMS {
             let mut datagram = seq.to_be_bytes().to_vec();
             datagram.extend(pattern(UDP_PAYLOAD - 4, u64::from(seq) + 1));
-            socket
+            sockets[seq as usize % sockets.len()]
                 .send_to(&datagram, server_addr)
                 .map_err(|e| format!("send {seq}: {e}"))?;
             if seq % 50 == 49 {
@@ -256,7 +259,7 @@ fn forwarding_scenario(tag: &str, config: IoConfig, expected: DriverKind) -> Vec
         );
     }
     let mbps = tcp_transfer(&lab).unwrap_or_else(|e| panic!("TCP a -> b through {expected}: {e}"));
-    let udp = udp_stream(&lab).unwrap_or_else(|e| panic!("UDP a -> b through {expected}: {e}"));
+    let udp = udp_stream(&lab, 1).unwrap_or_else(|e| panic!("UDP a -> b through {expected}: {e}"));
     let stats = router
         .stop()
         .unwrap_or_else(|e| panic!("stopping the router: {e}"));
@@ -326,4 +329,46 @@ fn af_packet_fallback_is_chosen_and_forwards_ping_tcp_and_udp() {
         "the warning says why: {}",
         warnings[0]
     );
+}
+
+#[test]
+fn af_xdp_driver_serves_every_queue_with_its_own_worker() {
+    if !netns::netns_available() {
+        println!("skipped: needs root and netns");
+        return;
+    }
+    let lab =
+        Lab::create_with_queues("xdpq", 2).unwrap_or_else(|e| panic!("creating the lab: {e}"));
+    let mut config = IoConfig::new(ROUTER_PORTS);
+    config.driver = DriverChoice::Xdp;
+    config.queues = vec![0, 1];
+    let router = router::start(&lab, config).unwrap_or_else(|e| panic!("starting the router: {e}"));
+    assert_eq!(router.driver, DriverKind::Xdp);
+    ping(&lab, 1).unwrap_or_else(|e| panic!("ping a -> b: {e}"));
+    // 16 flows: a0 spreads them over its two queues by hash, and veth delivers each on the
+    // same queue of r-a; that all land on one queue has a chance of 2^-15.
+    let udp = udp_stream(&lab, 16).unwrap_or_else(|e| panic!("UDP a -> b: {e}"));
+    let queues = router.queue_stats();
+    router
+        .stop()
+        .unwrap_or_else(|e| panic!("stopping the router: {e}"));
+    println!("2 queues: UDP {udp}/{UDP_DATAGRAMS} datagrams intact");
+    for (queue, port, stats) in &queues {
+        println!("  queue {queue} {port}: {stats}");
+    }
+    assert!(
+        udp >= UDP_DATAGRAMS * 95 / 100,
+        "only {udp} of {UDP_DATAGRAMS} UDP datagrams arrived"
+    );
+    for queue in [0, 1] {
+        let received: u64 = queues
+            .iter()
+            .filter(|(q, port, _)| *q == queue && port == "r-a")
+            .map(|(_, _, stats)| stats.rx_packets)
+            .sum();
+        assert!(
+            received > 0,
+            "the worker of queue {queue} received nothing on r-a"
+        );
+    }
 }

@@ -278,6 +278,30 @@ impl Default for IdlePolicy {
     }
 }
 
+/// How the AF_XDP driver makes the kernel transmit. On veth and other drivers without zero-copy
+/// AF_XDP ("copy mode") the kernel transmits only inside a system call (`sendto` or `poll`), and
+/// each call sends at most a budget of frames (32 unless raised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxKick {
+    /// Frames one call may send (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+; ignored before): `None`
+    /// for the whole TX ring, `Some(32)` for the kernel's default.
+    pub budget: Option<u32>,
+    /// Keep calling while transmitted frames have not come back through the completion ring,
+    /// even with nothing new to send. Without it, frames beyond a call's budget wait in the TX
+    /// ring for the next frame to be sent: with the default budget and busy polling, TCP through
+    /// the router stalls after a burst (see `examples/xdp_forward.rs`).
+    pub while_in_flight: bool,
+}
+
+impl Default for TxKick {
+    fn default() -> Self {
+        TxKick {
+            budget: None,
+            while_in_flight: true,
+        }
+    }
+}
+
 /// Driver settings; [`IoConfig::new`] gives the defaults for a list of interfaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IoConfig {
@@ -294,6 +318,7 @@ pub struct IoConfig {
     /// Frames moved per ring operation and per `recvmmsg`/`sendmmsg`.
     pub batch_size: u32,
     pub idle: IdlePolicy,
+    pub tx_kick: TxKick,
 }
 
 impl IoConfig {
@@ -307,6 +332,7 @@ impl IoConfig {
             ring_size: 2048,
             batch_size: 64,
             idle: IdlePolicy::default(),
+            tx_kick: TxKick::default(),
         }
     }
 
@@ -354,6 +380,14 @@ impl IoConfig {
             return bad(format!(
                 "batch_size {} must be from 1 to ring_size ({})",
                 self.batch_size, self.ring_size
+            ));
+        }
+        if let Some(budget) = self.tx_kick.budget
+            && !(32..=self.ring_size).contains(&budget)
+        {
+            return bad(format!(
+                "tx_kick.budget {budget} must be from 32 to ring_size ({})",
+                self.ring_size
             ));
         }
         let ports = self.interfaces.len() as u64;

@@ -197,6 +197,7 @@ pub(crate) struct XdpQueue {
     batch_size: usize,
     ring_size: usize,
     idle: IdlePolicy,
+    kick_while_in_flight: bool,
     // Dropped after `ports` (their sockets) and `free`/`received` (their buffers point into it).
     _area: Arc<MmapArea<'static, ()>>,
     _programs: Arc<ProgramGuard>,
@@ -264,7 +265,8 @@ impl XdpQueue {
                 return Err(fail("libbpf returned no socket descriptor".into()));
             }
             // Best effort: kernels before 6.17 do not know the option and send 32 per kick.
-            let _ = sys::set_sockopt_int(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, ring as i32);
+            let budget = config.tx_kick.budget.unwrap_or(ring);
+            let _ = sys::set_sockopt_int(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, budget as i32);
             ports.push(XdpPort {
                 interface: name.clone(),
                 fd,
@@ -288,6 +290,7 @@ impl XdpQueue {
             batch_size: config.batch_size as usize,
             ring_size: ring as usize,
             idle: config.idle,
+            kick_while_in_flight: config.tx_kick.while_in_flight,
             _area: area,
             _programs: programs,
         };
@@ -475,6 +478,7 @@ impl XdpQueue {
     /// Writes port `index`'s backlog to its TX ring and kicks the kernel.
     fn transmit(&mut self, index: usize) -> usize {
         let batch_size = self.batch_size;
+        let kick_while_in_flight = self.kick_while_in_flight;
         let port = &mut self.ports[index];
         let mut sent = 0usize;
         let mut bytes = 0u64;
@@ -501,7 +505,7 @@ impl XdpQueue {
             port.in_flight += sent;
             PortCounters::add(&port.counters.tx_packets, sent as u64);
             PortCounters::add(&port.counters.tx_bytes, bytes);
-        } else if port.in_flight > 0 && port.tx.needs_wakeup() {
+        } else if kick_while_in_flight && port.in_flight > 0 && port.tx.needs_wakeup() {
             // Frames may still sit in the TX ring: a kick sends at most a budget of them and
             // stops early when the device is busy, and nothing else will send them.
             kick(port.fd);

@@ -61,6 +61,11 @@ fn run(program: &str, args: &[&str]) -> Result<Output, String> {
 impl Lab {
     /// Creates the namespaces and links; `tag` goes into the names to tell labs apart.
     pub fn create(tag: &str) -> Result<Lab, String> {
+        Self::create_with_queues(tag, 1)
+    }
+
+    /// Like [`Lab::create`], with `queues` RX and TX queues on every veth.
+    pub fn create_with_queues(tag: &str, queues: u32) -> Result<Lab, String> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "{tag}-{}-{}",
@@ -83,14 +88,59 @@ impl Lab {
         let rb_addr = format!("{R_B_ADDR}/24");
         let (ra_gw, rb_gw) = (R_A_ADDR.to_string(), R_B_ADDR.to_string());
         let (a_ip, b_ip) = (A_ADDR.to_string(), B_ADDR.to_string());
+        let q = queues.max(1).to_string();
         let steps: Vec<Vec<&str>> = vec![
             vec![
-                "-n", r, "link", "add", "r-a", "address", R_A_MAC, "type", "veth", "peer", "name",
-                "a0", "address", A_MAC, "netns", a,
+                "-n",
+                r,
+                "link",
+                "add",
+                "r-a",
+                "address",
+                R_A_MAC,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "a0",
+                "address",
+                A_MAC,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "netns",
+                a,
             ],
             vec![
-                "-n", r, "link", "add", "r-b", "address", R_B_MAC, "type", "veth", "peer", "name",
-                "b0", "address", B_MAC, "netns", b,
+                "-n",
+                r,
+                "link",
+                "add",
+                "r-b",
+                "address",
+                R_B_MAC,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "b0",
+                "address",
+                B_MAC,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "netns",
+                b,
             ],
             vec!["-n", a, "addr", "add", &a_addr, "dev", "a0"],
             vec!["-n", b, "addr", "add", &b_addr, "dev", "b0"],
@@ -198,6 +248,16 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in [&self.a, &self.r, &self.b] {
+            // Processes the lab started in the namespace (a generator, a server) would keep
+            // it alive; they are ended by id first.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                        // SAFETY: kill(2) on a process id of our own namespace.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }

@@ -8,13 +8,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use signpost_cnf::io::l3::{L3Forwarder, Tables};
-use signpost_cnf::io::{self, DriverKind, IoConfig, PortId, PortStats};
+use signpost_cnf::io::{self, DriverKind, IoConfig, PortId, PortStats, QueuePort};
 
 use super::netns::{Lab, ROUTER_PORTS, enter};
 
 /// A running router; [`RouterThread::stop`] stops it and returns its per-port counters.
 pub struct RouterThread {
     pub driver: DriverKind,
+    counters: Vec<QueuePort>,
     stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<Result<Vec<PortStats>, String>>>,
 }
@@ -24,7 +25,7 @@ pub struct RouterThread {
 pub fn start(lab: &Lab, mut config: IoConfig) -> Result<RouterThread, String> {
     config.interfaces = ROUTER_PORTS.iter().map(|s| s.to_string()).collect();
     let ns = lab.r.clone();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<DriverKind, String>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(DriverKind, Vec<QueuePort>), String>>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let handle = std::thread::spawn(move || {
         let started = (|| {
@@ -35,7 +36,7 @@ pub fn start(lab: &Lab, mut config: IoConfig) -> Result<RouterThread, String> {
         })();
         let running = match started {
             Ok(running) => {
-                let _ = ready_tx.send(Ok(running.driver()));
+                let _ = ready_tx.send(Ok((running.driver(), running.counters().to_vec())));
                 running
             }
             Err(e) => {
@@ -51,17 +52,26 @@ pub fn start(lab: &Lab, mut config: IoConfig) -> Result<RouterThread, String> {
         running.stop().map_err(|e| e.to_string())?;
         Ok(stats)
     });
-    let driver = ready_rx
+    let (driver, counters) = ready_rx
         .recv_timeout(Duration::from_secs(20))
-        .map_err(|_| "the router did not start within 20 s".to_string())??;
+        .map_err(|_| "the router thread ended or did not start within 20 s".to_string())??;
     Ok(RouterThread {
         driver,
+        counters,
         stop: Some(stop_tx),
         handle: Some(handle),
     })
 }
 
 impl RouterThread {
+    /// (queue, interface, counters) of every socket, as they are now.
+    pub fn queue_stats(&self) -> Vec<(u32, String, PortStats)> {
+        self.counters
+            .iter()
+            .map(|c| (c.queue, c.interface.clone(), c.counters.snapshot()))
+            .collect()
+    }
+
     /// Stops the router; returns each port's counters.
     pub fn stop(mut self) -> Result<Vec<PortStats>, String> {
         self.stop.take();
