@@ -15,7 +15,7 @@
 //! cargo run --release -p signpost-cnf --example xdp_forward -- bench
 //!     [--seconds 5] [--senders 2] [--tcp-seconds 3] [--only kernel,xdp,packet]
 //!     [--batch 64] [--ring 2048] [--frames 16384] [--frame-size 2048]
-//!     [--idle busy|sleep|spin:N] [--tx-budget 32..ring|ring] [--no-rekick]
+//!     [--idle busy|sleep|spin:MICROSECONDS] [--tx-budget 32..ring|ring] [--no-rekick]
 //!     [--offload on|off] [--repeat N]
 //! ```
 
@@ -106,9 +106,9 @@ fn parse_options() -> Result<Options, String> {
                     "sleep" => IdlePolicy::default(),
                     v => match v.strip_prefix("spin:") {
                         Some(n) => IdlePolicy::SpinThenSleep {
-                            spins: number(n)? as u32,
+                            spin: Duration::from_micros(number(n)?),
                         },
-                        None => return Err("--idle is busy, sleep or spin:N".into()),
+                        None => return Err("--idle is busy, sleep or spin:MICROSECONDS".into()),
                     },
                 }
             }
@@ -161,7 +161,8 @@ fn udp_frames() -> Vec<Vec<u8>> {
 
 /// One sender: AF_PACKET on `a0` (qdisc bypassed, as trafgen does), `sendmmsg` of 64 frames
 /// at a time until `deadline`, retrying when the device pushes back. Returns frames sent.
-fn udp_sender(deadline: Instant) -> Result<u64, String> {
+fn udp_sender(deadline: Instant) -> Result<(u64, u64), String> {
+    let cpu_before = cpu_ns("/proc/thread-self/schedstat");
     let mut frames = udp_frames();
     let ifindex = CString::new("a0").map_err(|e| e.to_string())?;
     // SAFETY: plain libc calls on a socket this function owns; the message array points at
@@ -230,33 +231,73 @@ fn udp_sender(deadline: Instant) -> Result<u64, String> {
             }
         }
         libc::close(fd);
-        Ok(sent)
+        Ok((
+            sent,
+            cpu_ns("/proc/thread-self/schedstat").saturating_sub(cpu_before),
+        ))
     }
+}
+
+/// The first field of a `schedstat` file: nanoseconds the thread has run on a CPU, including
+/// the softirq work it did (this kernel has no separate IRQ time accounting).
+fn cpu_ns(schedstat: &str) -> u64 {
+    std::fs::read_to_string(schedstat)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time so far of the router's worker threads (named `io-q*`) in this process and of the
+/// kernel's `ksoftirqd` threads (softirq work deferred out of the threads that raised it).
+fn router_and_softirq_cpu_ns() -> u64 {
+    let mut total = 0;
+    let mut add_matching = |dir: &str, prefix: &str| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.starts_with(prefix) {
+                total += cpu_ns(&path.join("schedstat").to_string_lossy());
+            }
+        }
+    };
+    add_matching("/proc/self/task", "io-q");
+    add_matching("/proc", "ksoftirqd/");
+    total
 }
 
 struct UdpResult {
     offered: u64,
     received: u64,
+    /// CPU time of the senders, the router's workers and ksoftirqd during the run.
+    cpu_ns: u64,
     seconds: f64,
 }
 
 fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
     let received_before = lab.ip_in_receives(&lab.b)?;
+    let cpu_before = router_and_softirq_cpu_ns();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(options.seconds);
     let senders: Vec<_> = (0..options.senders)
         .map(|_| netns::in_namespace(&lab.a, move || udp_sender(deadline)))
         .collect();
-    let mut offered = 0;
+    let (mut offered, mut cpu) = (0, 0);
     for sender in senders {
-        offered += sender.join().map_err(|_| "a sender panicked")??;
+        let (sent, sender_cpu) = sender.join().map_err(|_| "a sender panicked")??;
+        offered += sent;
+        cpu += sender_cpu;
     }
     let seconds = started.elapsed().as_secs_f64();
     // Frames still queued in the router reach b within this pause.
     std::thread::sleep(Duration::from_millis(300));
+    cpu += router_and_softirq_cpu_ns().saturating_sub(cpu_before);
     Ok(UdpResult {
         offered,
         received: lab.ip_in_receives(&lab.b)? - received_before,
+        cpu_ns: cpu,
         seconds,
     })
 }
@@ -338,6 +379,10 @@ impl Outcome {
     }
     fn received_pps(&self) -> f64 {
         self.udp.received as f64 / self.udp.seconds
+    }
+    /// CPU nanoseconds spent per datagram that reached b.
+    fn cpu_per_packet(&self) -> f64 {
+        self.udp.cpu_ns as f64 / self.udp.received.max(1) as f64
     }
 }
 
@@ -474,8 +519,14 @@ fn main() {
     }
     println!();
     println!(
-        "{:<18} {:>13} {:>14} {:>7} {:>11} {:>8}   UDP received, each run (Mpps)",
-        "forwarder", "offered Mpps", "received Mpps", "loss %", "TCP Gbit/s", "retrans"
+        "{:<18} {:>13} {:>14} {:>7} {:>12} {:>11} {:>8}   UDP received, each run (Mpps)",
+        "forwarder",
+        "offered Mpps",
+        "received Mpps",
+        "loss %",
+        "CPU ns/pkt",
+        "TCP Gbit/s",
+        "retrans"
     );
     let mut medians = Vec::new();
     for (scenario, outcomes) in &results {
@@ -486,6 +537,7 @@ fn main() {
         let received = median(outcomes.iter().map(Outcome::received_pps).collect());
         let tcp = median(outcomes.iter().map(|o| o.tcp.bits_per_second).collect());
         let retrans = median(outcomes.iter().map(|o| o.tcp.retransmits as f64).collect());
+        let cpu = median(outcomes.iter().map(Outcome::cpu_per_packet).collect());
         let loss = if offered > 0.0 {
             100.0 * (1.0 - received / offered)
         } else {
@@ -496,25 +548,27 @@ fn main() {
             .map(|o| format!("{:.3}", o.received_pps() / 1e6))
             .collect();
         println!(
-            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>11.2} {:>8.0}   {}",
+            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>12.0} {:>11.2} {:>8.0}   {}",
             scenario.name(),
             offered / 1e6,
             received / 1e6,
             loss,
+            cpu,
             tcp / 1e9,
             retrans,
             runs.join(" ")
         );
-        medians.push((*scenario, received, tcp));
+        medians.push((*scenario, received, tcp, cpu));
     }
-    if let Some(&(_, kernel_pps, kernel_tcp)) =
-        medians.iter().find(|(s, _, _)| *s == Scenario::Kernel)
+    if let Some(&(_, kernel_pps, kernel_tcp, kernel_cpu)) =
+        medians.iter().find(|(s, ..)| *s == Scenario::Kernel)
     {
-        for &(scenario, pps, tcp) in medians.iter().filter(|(s, _, _)| *s != Scenario::Kernel) {
+        for &(scenario, pps, tcp, cpu) in medians.iter().filter(|(s, ..)| *s != Scenario::Kernel) {
             println!(
-                "{} / kernel: UDP received {:.2}x, TCP {:.2}x",
+                "{} / kernel: UDP received {:.2}x, CPU per packet {:.2}x, TCP {:.2}x",
                 scenario.name(),
                 pps / kernel_pps.max(1.0),
+                cpu / kernel_cpu.max(1.0),
                 tcp / kernel_tcp.max(1.0)
             );
         }

@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use super::counters::PortCounters;
 use super::sys;
-use super::{Forwarder, Frame, IdlePolicy, IoConfig, IoError, PortId, QueuePort, Verdict};
+use super::{
+    Forwarder, Frame, IdlePolicy, Idleness, IoConfig, IoError, PortId, QueuePort, Verdict,
+};
 use crate::packet::checksum;
 
 /// How long an idle worker sleeps in `poll(2)` before looking at the stop flag again.
@@ -288,7 +290,7 @@ impl PacketQueue {
     ) -> Result<(), IoError> {
         let mut arrays = MessageArrays::new(self.batch_size);
         let fds: Vec<RawFd> = self.ports.iter().map(|p| p.socket.as_raw_fd()).collect();
-        let mut idle_rounds = 0u32;
+        let mut idle = Idleness::new(self.idle);
         while !stop.load(Ordering::Relaxed) {
             let mut work = 0;
             for index in 0..self.ports.len() {
@@ -298,13 +300,10 @@ impl PacketQueue {
                 work += self.transmit(index, &mut arrays);
             }
             if work > 0 {
-                idle_rounds = 0;
+                idle.worked();
                 continue;
             }
-            idle_rounds = idle_rounds.saturating_add(1);
-            if let IdlePolicy::SpinThenSleep { spins } = self.idle
-                && idle_rounds >= spins
-            {
+            if idle.should_sleep(Instant::now()) {
                 let waiting = self.ports.iter().any(|p| !p.backlog.is_empty());
                 let timeout = if waiting { 0 } else { IDLE_SLEEP_MS };
                 sys::poll_readable(&fds, timeout).map_err(|e| IoError::Worker {

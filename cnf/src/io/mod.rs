@@ -32,7 +32,7 @@ use core::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use counters::{PortCounters, PortStats};
 
@@ -268,13 +268,48 @@ impl fmt::Display for DriverKind {
 pub enum IdlePolicy {
     /// Never sleep: lowest latency, one core per worker always busy.
     BusyPoll,
-    /// Spin this many empty rounds, then sleep in `poll(2)` until a frame arrives.
-    SpinThenSleep { spins: u32 },
+    /// Keep polling for `spin` after the last frame, then sleep in `poll(2)` until one arrives.
+    /// Sleeping costs a wake-up (and on a busy machine a scheduling delay) per burst, so a
+    /// short spin under steady traffic turns into a wake-up every few frames.
+    SpinThenSleep { spin: Duration },
 }
 
 impl Default for IdlePolicy {
     fn default() -> Self {
-        IdlePolicy::SpinThenSleep { spins: 256 }
+        IdlePolicy::SpinThenSleep {
+            spin: Duration::from_millis(1),
+        }
+    }
+}
+
+/// A worker's time without work, against its [`IdlePolicy`].
+#[derive(Debug)]
+struct Idleness {
+    policy: IdlePolicy,
+    since: Option<Instant>,
+}
+
+impl Idleness {
+    fn new(policy: IdlePolicy) -> Self {
+        Idleness {
+            policy,
+            since: None,
+        }
+    }
+
+    /// The round did some work.
+    fn worked(&mut self) {
+        self.since = None;
+    }
+
+    /// The round found nothing to do at `now`; true when the worker should sleep.
+    fn should_sleep(&mut self, now: Instant) -> bool {
+        match self.policy {
+            IdlePolicy::BusyPoll => false,
+            IdlePolicy::SpinThenSleep { spin } => {
+                now.duration_since(*self.since.get_or_insert(now)) >= spin
+            }
+        }
     }
 }
 
@@ -695,6 +730,25 @@ mod tests {
                 .to_string()
                 .contains("batch_size 0")
         );
+    }
+
+    #[test]
+    fn idle_workers_sleep_after_the_spin_and_never_when_busy_polling() {
+        let t0 = Instant::now();
+        let mut idle = Idleness::new(IdlePolicy::SpinThenSleep {
+            spin: Duration::from_millis(1),
+        });
+        assert!(!idle.should_sleep(t0));
+        assert!(!idle.should_sleep(t0 + Duration::from_micros(999)));
+        assert!(idle.should_sleep(t0 + Duration::from_millis(1)));
+        idle.worked();
+        assert!(
+            !idle.should_sleep(t0 + Duration::from_millis(5)),
+            "work restarts the spin"
+        );
+        let mut busy = Idleness::new(IdlePolicy::BusyPoll);
+        assert!(!busy.should_sleep(t0));
+        assert!(!busy.should_sleep(t0 + Duration::from_secs(60)));
     }
 
     #[test]

@@ -12,10 +12,18 @@
 //! Ring discipline, per round of the worker loop and per port: completed TX frames return to the
 //! free list; the fill ring is topped up from it; up to a batch of frames is received and run
 //! through the pipeline; frames queued for each port are written to its TX ring and the kernel is
-//! kicked. Transmission in copy mode happens only inside a system call (`sendto` or `poll`), so
-//! the worker keeps kicking while any transmitted frame has not come back through the completion
-//! ring, and asks the kernel (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+) to send a whole ring per kick
-//! instead of 32 frames.
+//! kicked. Transmission in copy mode happens only inside a system call (`sendto` or `poll`) and
+//! one call sends at most 32 frames unless told otherwise, so by default ([`TxKick`]) the worker
+//! raises that budget to the ring size (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+) and keeps kicking
+//! while any transmitted frame has not come back through the completion ring. Without both, the
+//! frames beyond a kick's budget wait in the TX ring for the next frame to be sent, and a TCP
+//! flow that waits for them stalls.
+//!
+//! Frame accounting: the kernel counts a frame it had to drop because the fill ring was empty
+//! as `kernel_fill_ring_empty`; with the fill ring as large as the RX ring that is also how an
+//! overloaded worker shows (the RX ring holds every frame the fill ring had).
+//!
+//! [`TxKick`]: super::TxKick
 //!
 //! The XDP program is libbpf's default one (redirect each queue to its socket). When opening
 //! attaches it to an interface that had none, the last socket to close detaches it again.
@@ -35,7 +43,9 @@ use arraydeque::{ArrayDeque, Wrapping};
 
 use super::counters::PortCounters;
 use super::sys;
-use super::{Forwarder, Frame, IdlePolicy, IoConfig, IoError, PortId, QueuePort, Verdict};
+use super::{
+    Forwarder, Frame, IdlePolicy, Idleness, IoConfig, IoError, PortId, QueuePort, Verdict,
+};
 
 /// Bytes the kernel keeps in front of every received frame (`XDP_PACKET_HEADROOM`); `afxdp`
 /// hides them, so a frame of N bytes offers N - 256 to the packet.
@@ -328,7 +338,7 @@ impl XdpQueue {
         stop: &AtomicBool,
     ) -> Result<(), IoError> {
         let fds: Vec<RawFd> = self.ports.iter().map(|p| p.fd).collect();
-        let mut idle_rounds = 0u32;
+        let mut idle = Idleness::new(self.idle);
         let mut rounds = 0u32;
         let mut stats_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -342,13 +352,16 @@ impl XdpQueue {
                 work += self.transmit(index);
             }
             rounds = rounds.wrapping_add(1);
-            if work > 0 {
-                idle_rounds = 0;
+            let now = if work > 0 {
+                idle.worked();
+                // The clock is read once every 1024 busy rounds, for the statistics.
+                if !rounds.is_multiple_of(1024) {
+                    continue;
+                }
+                Instant::now()
             } else {
-                idle_rounds = idle_rounds.saturating_add(1);
-                if let IdlePolicy::SpinThenSleep { spins } = self.idle
-                    && idle_rounds >= spins
-                {
+                let now = Instant::now();
+                if idle.should_sleep(now) {
                     // With frames in flight, poll only kicks TX (copy mode transmits inside
                     // poll) and returns at once; otherwise it sleeps until a frame arrives.
                     let in_flight = self
@@ -361,13 +374,11 @@ impl XdpQueue {
                         why: format!("poll on the XDP sockets failed: {e}"),
                     })?;
                 }
-            }
-            if rounds.is_multiple_of(1024) || idle_rounds > 0 {
-                let now = Instant::now();
-                if now.duration_since(stats_at) >= KERNEL_STATS_EVERY {
-                    stats_at = now;
-                    self.refresh_kernel_stats();
-                }
+                now
+            };
+            if now.duration_since(stats_at) >= KERNEL_STATS_EVERY {
+                stats_at = now;
+                self.refresh_kernel_stats();
             }
         }
         self.refresh_kernel_stats();
@@ -434,7 +445,7 @@ impl XdpQueue {
             match outcome {
                 Some((Verdict::Forward(egress), new_len)) => {
                     buffer.set_len(new_len);
-                    self.enqueue(egress, buffer);
+                    self.enqueue(index, egress, buffer);
                 }
                 Some((Verdict::Drop, _)) => {
                     dropped += 1;
@@ -455,7 +466,7 @@ impl XdpQueue {
     }
 
     /// Queues a frame for port `egress`, or frees it when there is no such port or no room.
-    fn enqueue(&mut self, egress: PortId, buffer: Buffer) {
+    fn enqueue(&mut self, ingress: usize, egress: PortId, buffer: Buffer) {
         match self.ports.get_mut(egress.index()) {
             Some(port) if !port.backlog.is_full() => {
                 // Cannot evict: the backlog is not full.
@@ -466,8 +477,8 @@ impl XdpQueue {
                 self.free.push(buffer);
             }
             None => {
-                // A verdict naming no port: charge it to the first port.
-                if let Some(port) = self.ports.first() {
+                // A verdict naming no port: charged to the port the frame came in on.
+                if let Some(port) = self.ports.get(ingress) {
                     PortCounters::add(&port.counters.dropped_tx, 1);
                 }
                 self.free.push(buffer);
