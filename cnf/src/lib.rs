@@ -7,6 +7,7 @@
 pub mod classify;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod io;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;

@@ -1,0 +1,594 @@
+//! Forwarding benchmark in network namespaces (root only): the same `a <-> r <-> b` veth lab
+//! as the driver tests, forwarded by the Linux kernel (`ip_forward=1` in `r`, no router), by
+//! the AF_XDP driver and by the AF_PACKET driver (both with the L3 lab forwarder), side by side.
+//!
+//! - Small UDP: 64-byte frames (60 bytes + FCS: 18 bytes of UDP payload, 64 flows) from
+//!   `--senders` threads in `a` for `--seconds`, each sending batches with AF_PACKET
+//!   `sendmmsg` with the qdisc bypassed, as trafgen does. (trafgen itself aborts with "Flushing
+//!   TX_RING failed: Resource temporarily unavailable" when a veth whose peer runs XDP pushes
+//!   back, which it does here under load.) Offered = frames the senders handed to `a0`,
+//!   received = `b`'s `Ip: InReceives` (datagrams that reached b's IP layer), loss = 1 -
+//!   received / offered.
+//! - TCP: `iperf3 -c b -t --tcp-seconds` from `a`; receiver's throughput and retransmissions.
+//!
+//! ```text
+//! cargo run --release -p signpost-cnf --example xdp_forward -- bench
+//!     [--seconds 5] [--senders 2] [--tcp-seconds 3] [--only kernel,xdp,packet]
+//!     [--batch 64] [--ring 2048] [--frames 16384] [--frame-size 2048]
+//!     [--idle busy|sleep|spin:MICROSECONDS] [--tx-budget 32..ring|ring] [--no-rekick]
+//!     [--offload on|off] [--repeat N]
+//! ```
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::ffi::CString;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use signpost_cnf::io::{DriverChoice, FrameSize, IdlePolicy, IoConfig, PortStats};
+use support::netns::{self, A_ADDR, B_ADDR, Lab, ROUTER_PORTS};
+use support::router;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Kernel,
+    Xdp,
+    AfPacket,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Kernel => "Linux kernel",
+            Scenario::Xdp => "AF_XDP driver",
+            Scenario::AfPacket => "AF_PACKET driver",
+        }
+    }
+}
+
+struct Options {
+    seconds: u64,
+    senders: u32,
+    tcp_seconds: u64,
+    repeat: usize,
+    scenarios: Vec<Scenario>,
+    offload: bool,
+    config: IoConfig,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("bench") => {}
+        _ => return Err("usage: xdp_forward bench [options]; see the file's documentation".into()),
+    }
+    let mut options = Options {
+        seconds: 5,
+        senders: 2,
+        tcp_seconds: 3,
+        repeat: 1,
+        scenarios: vec![Scenario::Kernel, Scenario::Xdp, Scenario::AfPacket],
+        offload: false,
+        config: IoConfig::new(ROUTER_PORTS),
+    };
+    while let Some(flag) = args.next() {
+        if flag == "--no-rekick" {
+            options.config.tx_kick.while_in_flight = false;
+            continue;
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--seconds" => options.seconds = number(&value)?.max(1),
+            "--senders" => options.senders = number(&value)?.max(1) as u32,
+            "--tcp-seconds" => options.tcp_seconds = number(&value)?.max(1),
+            "--repeat" => options.repeat = number(&value)?.max(1) as usize,
+            "--tx-budget" => {
+                options.config.tx_kick.budget = match value.as_str() {
+                    "ring" => None,
+                    v => Some(number(v)? as u32),
+                }
+            }
+            "--batch" => options.config.batch_size = number(&value)? as u32,
+            "--ring" => options.config.ring_size = number(&value)? as u32,
+            "--frames" => options.config.frames_per_queue = number(&value)? as u32,
+            "--frame-size" => {
+                options.config.frame_size = match value.as_str() {
+                    "2048" => FrameSize::B2048,
+                    "4096" => FrameSize::B4096,
+                    _ => return Err("--frame-size is 2048 or 4096".into()),
+                }
+            }
+            "--idle" => {
+                options.config.idle = match value.as_str() {
+                    "busy" => IdlePolicy::BusyPoll,
+                    "sleep" => IdlePolicy::default(),
+                    v => match v.strip_prefix("spin:") {
+                        Some(n) => IdlePolicy::SpinThenSleep {
+                            spin: Duration::from_micros(number(n)?),
+                        },
+                        None => return Err("--idle is busy, sleep or spin:MICROSECONDS".into()),
+                    },
+                }
+            }
+            "--offload" => options.offload = value == "on",
+            "--only" => {
+                options.scenarios = value
+                    .split(',')
+                    .map(|s| match s {
+                        "kernel" => Ok(Scenario::Kernel),
+                        "xdp" => Ok(Scenario::Xdp),
+                        "packet" => Ok(Scenario::AfPacket),
+                        other => Err(format!("--only: unknown scenario {other}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    options.config.validate().map_err(|e| e.to_string())?;
+    Ok(options)
+}
+
+fn mac_bytes(text: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+        *byte = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    mac
+}
+
+/// 64 frames of 60 bytes (64 on the wire with the FCS) from a to b, UDP with 18 bytes of
+/// payload, one source port each so they are 64 flows.
+fn udp_frames() -> Vec<Vec<u8>> {
+    (0..64u16)
+        .map(|i| {
+            let builder = etherparse::PacketBuilder::ethernet2(
+                mac_bytes(support::netns::A_MAC),
+                mac_bytes(support::netns::R_A_MAC),
+            )
+            .ipv4(A_ADDR.octets(), B_ADDR.octets(), 64)
+            .udp(1024 + i, 9);
+            let mut frame = Vec::with_capacity(builder.size(18));
+            builder
+                .write(&mut frame, &[0x53; 18])
+                .expect("a 60-byte frame fits a Vec");
+            frame
+        })
+        .collect()
+}
+
+/// One sender: AF_PACKET on `a0` (qdisc bypassed, as trafgen does), `sendmmsg` of 64 frames
+/// at a time until `deadline`, retrying when the device pushes back. Returns frames sent.
+fn udp_sender(deadline: Instant) -> Result<(u64, u64), String> {
+    let cpu_before = cpu_ns("/proc/thread-self/schedstat");
+    let mut frames = udp_frames();
+    let ifindex = CString::new("a0").map_err(|e| e.to_string())?;
+    // SAFETY: plain libc calls on a socket this function owns; the message array points at
+    // `frames` and `iovecs`, which outlive every sendmmsg call.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!(
+                "sender socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let mut address: libc::sockaddr_ll = std::mem::zeroed();
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_ifindex = libc::if_nametoindex(ifindex.as_ptr()) as libc::c_int;
+        if libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        ) < 0
+        {
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("sender bind: {error}"));
+        }
+        let mut iovecs: Vec<libc::iovec> = frames
+            .iter_mut()
+            .map(|f| libc::iovec {
+                iov_base: f.as_mut_ptr().cast(),
+                iov_len: f.len(),
+            })
+            .collect();
+        let mut messages: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iov| {
+                let mut m: libc::mmsghdr = std::mem::zeroed();
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let mut sent = 0u64;
+        while Instant::now() < deadline {
+            let n = libc::sendmmsg(fd, messages.as_mut_ptr(), messages.len() as u32, 0);
+            if n > 0 {
+                sent += n as u64;
+                continue;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {
+                    std::thread::yield_now()
+                }
+                _ => {
+                    let error = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    return Err(format!("sendmmsg: {error}"));
+                }
+            }
+        }
+        libc::close(fd);
+        Ok((
+            sent,
+            cpu_ns("/proc/thread-self/schedstat").saturating_sub(cpu_before),
+        ))
+    }
+}
+
+/// The first field of a `schedstat` file: nanoseconds the thread has run on a CPU, including
+/// the softirq work it did (this kernel has no separate IRQ time accounting).
+fn cpu_ns(schedstat: &str) -> u64 {
+    std::fs::read_to_string(schedstat)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time so far of the router's worker threads (named `io-q*`) in this process and of the
+/// kernel's `ksoftirqd` threads (softirq work deferred out of the threads that raised it).
+fn router_and_softirq_cpu_ns() -> u64 {
+    let mut total = 0;
+    let mut add_matching = |dir: &str, prefix: &str| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.starts_with(prefix) {
+                total += cpu_ns(&path.join("schedstat").to_string_lossy());
+            }
+        }
+    };
+    add_matching("/proc/self/task", "io-q");
+    add_matching("/proc", "ksoftirqd/");
+    total
+}
+
+struct UdpResult {
+    offered: u64,
+    received: u64,
+    /// CPU time of the senders, the router's workers and ksoftirqd during the run.
+    cpu_ns: u64,
+    seconds: f64,
+}
+
+fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
+    let received_before = lab.ip_in_receives(&lab.b)?;
+    let cpu_before = router_and_softirq_cpu_ns();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(options.seconds);
+    let senders: Vec<_> = (0..options.senders)
+        .map(|_| netns::in_namespace(&lab.a, move || udp_sender(deadline)))
+        .collect();
+    let (mut offered, mut cpu) = (0, 0);
+    for sender in senders {
+        let (sent, sender_cpu) = sender.join().map_err(|_| "a sender panicked")??;
+        offered += sent;
+        cpu += sender_cpu;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Frames still queued in the router reach b within this pause.
+    std::thread::sleep(Duration::from_millis(300));
+    cpu += router_and_softirq_cpu_ns().saturating_sub(cpu_before);
+    Ok(UdpResult {
+        offered,
+        received: lab.ip_in_receives(&lab.b)? - received_before,
+        cpu_ns: cpu,
+        seconds,
+    })
+}
+
+struct TcpResult {
+    bits_per_second: f64,
+    retransmits: u64,
+}
+
+fn tcp_run(lab: &Lab, seconds: u64) -> Result<TcpResult, String> {
+    let server_addr = B_ADDR.to_string();
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.b, "timeout", "60", "iperf3", "-s", "-1", "-B",
+        ])
+        .arg(&server_addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run iperf3: {e}"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.a,
+            "timeout",
+            "60",
+            "iperf3",
+            "-c",
+            &server_addr,
+        ])
+        .args(["-t", &seconds.to_string(), "-J"])
+        .output()
+        .map_err(|e| format!("cannot run iperf3: {e}"));
+    let _ = server.kill();
+    let _ = server.wait();
+    let output = output?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("iperf3 JSON: {e}"))?;
+    if let Some(error) = report["error"].as_str() {
+        let intervals: Vec<String> = report["intervals"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|i| {
+                        format!(
+                            "{:.1}",
+                            i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(format!(
+            "iperf3 a -> b failed: {error}; Mbit/s per second before that: {}",
+            intervals.join(" ")
+        ));
+    }
+    let end = &report["end"];
+    Ok(TcpResult {
+        bits_per_second: end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or("iperf3 JSON has no end.sum_received.bits_per_second")?,
+        retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+    })
+}
+
+struct Outcome {
+    udp: UdpResult,
+    tcp: TcpResult,
+    router: Option<Vec<PortStats>>,
+    offloads: String,
+}
+
+impl Outcome {
+    fn offered_pps(&self) -> f64 {
+        self.udp.offered as f64 / self.udp.seconds
+    }
+    fn received_pps(&self) -> f64 {
+        self.udp.received as f64 / self.udp.seconds
+    }
+    /// CPU nanoseconds spent per datagram that reached b.
+    fn cpu_per_packet(&self) -> f64 {
+        self.udp.cpu_ns as f64 / self.udp.received.max(1) as f64
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String> {
+    let lab = Lab::create("bench")?;
+    lab.set_checksum_offload(options.offload)?;
+    let router = match scenario {
+        Scenario::Kernel => {
+            lab.set_kernel_forwarding(true)?;
+            None
+        }
+        Scenario::Xdp | Scenario::AfPacket => {
+            let mut config = options.config.clone();
+            config.driver = if scenario == Scenario::Xdp {
+                DriverChoice::Xdp
+            } else {
+                DriverChoice::AfPacket
+            };
+            Some(router::start(&lab, config)?)
+        }
+    };
+    // Let a and b learn the router's MAC before measuring.
+    let _ = lab.exec(&lab.a, "ping", &["-c", "1", "-W", "2", &B_ADDR.to_string()]);
+    let offloads = format!(
+        "a0 [{}], r-a [{}]",
+        offload_summary(&lab, &lab.a, "a0"),
+        offload_summary(&lab, &lab.r, "r-a")
+    );
+    // A socket on the flood's port in b, never read: datagrams are dropped when its buffer is
+    // full instead of each costing an ICMP port-unreachable.
+    let (stop_sink, sink_stop) = std::sync::mpsc::channel::<()>();
+    let sink = netns::in_namespace(&lab.b, move || {
+        let socket = std::net::UdpSocket::bind((B_ADDR, 9)).map_err(|e| format!("sink: {e}"))?;
+        let _ = sink_stop.recv();
+        drop(socket);
+        Ok(())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let udp = udp_run(&lab, options);
+    drop(stop_sink);
+    let _ = sink.join();
+    let udp = udp?;
+    let tcp = tcp_run(&lab, options.tcp_seconds)?;
+    let router = router.map(|r| r.stop()).transpose()?;
+    Ok(Outcome {
+        udp,
+        tcp,
+        router,
+        offloads,
+    })
+}
+
+/// `ethtool -k` of one interface, the features that decide frame sizes and checksums.
+fn offload_summary(lab: &Lab, ns: &str, interface: &str) -> String {
+    let Ok(out) = lab.exec(ns, "ethtool", &["-k", interface]) else {
+        return "ethtool failed".into();
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    [
+        ("tx-checksumming", "tx-csum"),
+        ("tcp-segmentation-offload", "tso"),
+        ("generic-segmentation-offload", "gso"),
+        ("generic-receive-offload", "gro"),
+    ]
+    .iter()
+    .map(|(feature, short)| {
+        let value = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(feature)?.strip_prefix(':'))
+            .map_or("?", str::trim);
+        format!("{short} {value}")
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("xdp_forward: {e}");
+            std::process::exit(2);
+        }
+    };
+    if !support::netns::netns_available() {
+        eprintln!("xdp_forward: needs root and network namespaces (ip netns)");
+        std::process::exit(2);
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "machine: {cores} cores, Linux {}; TX offload on the hosts' veths: {}; router: batch \
+         {}, ring {}, {} frames of {} B per queue, idle {:?}, {:?}",
+        kernel.trim(),
+        if options.offload { "on" } else { "off" },
+        options.config.batch_size,
+        options.config.ring_size,
+        options.config.frames_per_queue,
+        options.config.frame_size.bytes(),
+        options.config.idle,
+        options.config.tx_kick
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "UDP: 64-byte frames from {} sender threads for {} s; TCP: iperf3 -t {}; {} run(s) per \
+         forwarder, interleaved, medians shown; load average before: {}",
+        options.senders,
+        options.seconds,
+        options.tcp_seconds,
+        options.repeat,
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut results: Vec<(Scenario, Vec<Outcome>)> =
+        options.scenarios.iter().map(|&s| (s, Vec::new())).collect();
+    let mut failed = false;
+    for _ in 0..options.repeat {
+        for (scenario, outcomes) in &mut results {
+            match run_scenario(*scenario, &options) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    eprintln!("{}: {e}", scenario.name());
+                    failed = true;
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "{:<18} {:>13} {:>14} {:>7} {:>12} {:>11} {:>8}   UDP received, each run (Mpps)",
+        "forwarder",
+        "offered Mpps",
+        "received Mpps",
+        "loss %",
+        "CPU ns/pkt",
+        "TCP Gbit/s",
+        "retrans"
+    );
+    let mut medians = Vec::new();
+    for (scenario, outcomes) in &results {
+        if outcomes.is_empty() {
+            continue;
+        }
+        let offered = median(outcomes.iter().map(Outcome::offered_pps).collect());
+        let received = median(outcomes.iter().map(Outcome::received_pps).collect());
+        let tcp = median(outcomes.iter().map(|o| o.tcp.bits_per_second).collect());
+        let retrans = median(outcomes.iter().map(|o| o.tcp.retransmits as f64).collect());
+        let cpu = median(outcomes.iter().map(Outcome::cpu_per_packet).collect());
+        let loss = if offered > 0.0 {
+            100.0 * (1.0 - received / offered)
+        } else {
+            0.0
+        };
+        let runs: Vec<String> = outcomes
+            .iter()
+            .map(|o| format!("{:.3}", o.received_pps() / 1e6))
+            .collect();
+        println!(
+            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>12.0} {:>11.2} {:>8.0}   {}",
+            scenario.name(),
+            offered / 1e6,
+            received / 1e6,
+            loss,
+            cpu,
+            tcp / 1e9,
+            retrans,
+            runs.join(" ")
+        );
+        medians.push((*scenario, received, tcp, cpu));
+    }
+    if let Some(&(_, kernel_pps, kernel_tcp, kernel_cpu)) =
+        medians.iter().find(|(s, ..)| *s == Scenario::Kernel)
+    {
+        for &(scenario, pps, tcp, cpu) in medians.iter().filter(|(s, ..)| *s != Scenario::Kernel) {
+            println!(
+                "{} / kernel: UDP received {:.2}x, CPU per packet {:.2}x, TCP {:.2}x",
+                scenario.name(),
+                pps / kernel_pps.max(1.0),
+                cpu / kernel_cpu.max(1.0),
+                tcp / kernel_tcp.max(1.0)
+            );
+        }
+    }
+    for (scenario, outcomes) in &results {
+        let Some(last) = outcomes.last() else {
+            continue;
+        };
+        println!(
+            "{} offloads while running: {}",
+            scenario.name(),
+            last.offloads
+        );
+        if let Some(ports) = &last.router {
+            for (port, stats) in ROUTER_PORTS.iter().zip(ports) {
+                println!("{} {port} (last run): {stats}", scenario.name());
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
