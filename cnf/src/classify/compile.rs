@@ -5,7 +5,8 @@ use core::net::IpAddr;
 use std::collections::{BTreeMap, HashMap};
 
 use signpost_proto::v1::{
-    Direction, LoadBalancing, Priority, Protocol, RouterConfig, SecurityMode, TrafficClass,
+    Direction, LanNetwork, LoadBalancing, Priority, Protocol, RouterConfig, SecurityMode,
+    TrafficClass,
 };
 
 use super::lpm::{Lpm, Prefix};
@@ -246,7 +247,7 @@ fn prefix(
 }
 
 /// The VLAN key of a network: 0 for untagged, else 1-4094.
-fn vlan(interface: &str, network: &signpost_proto::v1::LanNetwork) -> Result<u16, ConfigError> {
+fn vlan(interface: &str, network: &LanNetwork) -> Result<u16, ConfigError> {
     match u16::try_from(network.vlan) {
         Ok(v) if v <= 4094 => Ok(v),
         _ => Err(ConfigError::Vlan {
@@ -269,8 +270,7 @@ fn membership(config: &RouterConfig) -> Result<Membership, ConfigError> {
 
     // Network claims per (LAN interface, VLAN), tenants in config order so that the first
     // tenant claiming a network wins.
-    let mut networks_named: HashMap<&str, Vec<(usize, &signpost_proto::v1::LanNetwork)>> =
-        HashMap::new();
+    let mut networks_named: HashMap<&str, Vec<(usize, &LanNetwork)>> = HashMap::new();
     for (lan, interface) in config.lan_interfaces.iter().enumerate() {
         for network in &interface.networks {
             networks_named
