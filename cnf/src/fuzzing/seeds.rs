@@ -190,11 +190,25 @@ fn tcp_script(mode: u8, syn: &[u8]) -> Vec<u8> {
         &[],
         b"HTTP/1.1 200 OK",
     );
+    // Data that begins with the cookie: marked on the WAN, delivered as is.
+    let mut cookie = COOKIE.to_vec();
+    cookie.extend_from_slice(b"not metadata");
+    let cookie = ipv4_tcp(
+        CLIENT,
+        40000,
+        PAYMENTS_VIP,
+        443,
+        ack | tcp::flags::PSH,
+        1029,
+        &[],
+        &cookie,
+    );
     let mut script = vec![mode];
     step(&mut script, EDGE_LAN_OP | RELAY, syn);
     step(&mut script, HUB_LAN_OP | RELAY, &syn_ack);
     step(&mut script, EDGE_LAN_OP | RELAY, &request);
     step(&mut script, HUB_LAN_OP | RELAY, &response);
+    step(&mut script, EDGE_LAN_OP | RELAY, &cookie);
     script.push(REPLAY_OP);
     // The hub hears from the server two minutes later, so the store's side idles out first
     // (after an hour) and tells the hub, which still holds the session; later the hub's too.

@@ -210,7 +210,11 @@ fn ethernet(data: &[u8]) {
         assert_eq!(frame.vlan_id(), Some(vid & 0x0fff));
         assert_eq!(frame.vlan_pcp(), pcp, "a VID rewrite keeps the PCP");
     }
-    let new_kind = kind.rotate_left(3);
+    // 0x8100 written into an untagged frame would make it a tagged one: not a payload type.
+    let new_kind = match kind.rotate_left(3) {
+        ethertype::VLAN => ethertype::IPV6,
+        other => other,
+    };
     frame.set_ethertype(new_kind);
     assert_eq!(frame.ethertype(), new_kind);
     assert_eq!((frame.dst_addr(), frame.src_addr()), (src, dst));

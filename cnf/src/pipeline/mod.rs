@@ -911,9 +911,11 @@ impl Pipeline {
                     .map_err(|_| DropReason::NoRoom)?;
             pkt.set_len(new_len);
             changed = true;
-        } else if svr::starts_with_cookie(pkt.data().get(p.payload..).unwrap_or(&[])) {
-            // An ordinary payload that begins with the cookie: mark it so the peer does not
-            // take it for metadata.
+        }
+        if !st.metadata_tx && svr::starts_with_cookie(pkt.data().get(p.payload..).unwrap_or(&[])) {
+            // An ordinary payload that begins with the cookie, as it goes on the wire (sealed,
+            // in trailer modes): mark it so the peer does not take it for metadata. The mark is
+            // outside the trailer; adding or removing one cannot change what is delivered.
             ip::insert_gap(pkt, p.payload, svr::FALSE_POSITIVE_MARKER.len())?;
             if let Some(b) = pkt
                 .raw()
@@ -1030,14 +1032,12 @@ impl Pipeline {
                 control = meta.control_message;
                 changed = true;
             }
-            Classified::FalsePositiveMarker { .. } => {
-                ip::remove_range(pkt, p.payload, svr::FALSE_POSITIVE_MARKER.len())?;
-                changed = true;
-                if trailer_mode {
-                    return Err(DropReason::BadMetadata);
+            marked @ (Classified::FalsePositiveMarker { .. } | Classified::Ordinary) => {
+                if matches!(marked, Classified::FalsePositiveMarker { .. }) {
+                    // The data (sealed, in trailer modes) began with the cookie: strip the mark.
+                    ip::remove_range(pkt, p.payload, svr::FALSE_POSITIVE_MARKER.len())?;
+                    changed = true;
                 }
-            }
-            Classified::Ordinary => {
                 if trailer_mode {
                     let len = pkt.len();
                     let key = st.key.as_ref().ok_or(DropReason::AuthFailed)?;

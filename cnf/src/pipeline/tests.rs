@@ -616,6 +616,52 @@ fn an_expired_encrypted_session_is_closed_at_the_hub_by_a_control_message() {
     }
 }
 
+/// Application data that happens to begin with the SVR cookie (or with the false-positive
+/// marker itself) is delivered unchanged in every security mode, both ways, once the handshake
+/// is over: the sender marks it, the receiver strips the mark (and checks the trailer).
+#[test]
+fn payloads_that_begin_with_the_cookie_are_delivered_unchanged() {
+    let mut marker_first = svr::FALSE_POSITIVE_MARKER.to_vec();
+    marker_first.extend_from_slice(b"tail");
+    let mut cookie_first = svr::COOKIE.to_vec();
+    cookie_first.extend_from_slice(b"POST /authorize");
+    for security in [
+        pb::SecurityMode::None,
+        pb::SecurityMode::Authenticate,
+        pb::SecurityMode::Encrypt,
+    ] {
+        let mut lab = Lab::new(security);
+        let syn = tcp_packet(CLIENT, 40000, PAYMENTS_VIP, 443, 64, "S", 1000, &[]);
+        lab.store_to_hub(POS, &syn);
+        let syn_ack = tcp_packet(PAYMENTS_REAL, 443, CLIENT, 40000, 64, "SA", 5000, &[]);
+        lab.hub_to_store(&syn_ack);
+        for (n, payload) in [&cookie_first, &marker_first, &svr::COOKIE.to_vec()]
+            .into_iter()
+            .enumerate()
+        {
+            let seq = 1001 + 100 * n as u32;
+            let data = tcp_packet(CLIENT, 40000, PAYMENTS_VIP, 443, 64, "AP", seq, payload);
+            let (a, b, delivered) = lab.store_to_hub(POS, &data);
+            assert!(matches!(a, Action::Forward(_)), "{security:?} #{n}: {a:?}");
+            assert!(
+                matches!(b, Some(Action::Forward(_))),
+                "{security:?} #{n}: {b:?}"
+            );
+            let expected = tcp_packet(CLIENT, 40000, PAYMENTS_REAL, 443, 62, "AP", seq, payload);
+            assert_eq!(delivered, expected, "{security:?} #{n} to the hub");
+
+            let reply = tcp_packet(PAYMENTS_REAL, 443, CLIENT, 40000, 64, "AP", seq, payload);
+            let (_, b, back) = lab.hub_to_store(&reply);
+            assert!(
+                matches!(b, Some(Action::Forward(_))),
+                "{security:?} #{n}: {b:?}"
+            );
+            let expected = tcp_packet(PAYMENTS_VIP, 443, CLIENT, 40000, 62, "AP", seq, payload);
+            assert_eq!(back, expected, "{security:?} #{n} to the store");
+        }
+    }
+}
+
 #[test]
 fn sessions_cross_a_carrier_nat() {
     let mut lab = Lab::new(pb::SecurityMode::Authenticate);
