@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! cargo run --release -p signpost-cnf --example xdp_forward -- bench
-//!     [--seconds 5] [--senders 2] [--tcp-seconds 3] [--only kernel,xdp,packet]
+//!     [--seconds 5 (0: no UDP)] [--senders 2] [--tcp-seconds 3] [--only kernel,xdp,packet]
 //!     [--batch 64] [--ring 2048] [--frames 16384] [--frame-size 2048]
 //!     [--idle busy|sleep|spin:MICROSECONDS] [--tx-budget 32..ring|ring] [--no-rekick]
 //!     [--offload on|off] [--repeat N]
@@ -80,7 +80,7 @@ fn parse_options() -> Result<Options, String> {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
-            "--seconds" => options.seconds = number(&value)?.max(1),
+            "--seconds" => options.seconds = number(&value)?,
             "--senders" => options.senders = number(&value)?.max(1) as u32,
             "--tcp-seconds" => options.tcp_seconds = number(&value)?.max(1),
             "--repeat" => options.repeat = number(&value)?.max(1) as usize,
@@ -426,7 +426,16 @@ fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String
         Ok(())
     });
     std::thread::sleep(Duration::from_millis(50));
-    let udp = udp_run(&lab, options);
+    let udp = if options.seconds == 0 {
+        Ok(UdpResult {
+            offered: 0,
+            received: 0,
+            cpu_ns: 0,
+            seconds: 1.0,
+        })
+    } else {
+        udp_run(&lab, options)
+    };
     drop(stop_sink);
     let _ = sink.join();
     let udp = udp?;
@@ -519,7 +528,7 @@ fn main() {
     }
     println!();
     println!(
-        "{:<18} {:>13} {:>14} {:>7} {:>12} {:>11} {:>8}   UDP received, each run (Mpps)",
+        "{:<18} {:>13} {:>14} {:>7} {:>12} {:>11} {:>8}   each run: UDP Mpps / TCP Gbit/s",
         "forwarder",
         "offered Mpps",
         "received Mpps",
@@ -545,10 +554,16 @@ fn main() {
         };
         let runs: Vec<String> = outcomes
             .iter()
-            .map(|o| format!("{:.3}", o.received_pps() / 1e6))
+            .map(|o| {
+                format!(
+                    "{:.3}/{:.3}",
+                    o.received_pps() / 1e6,
+                    o.tcp.bits_per_second / 1e9
+                )
+            })
             .collect();
         println!(
-            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>12.0} {:>11.2} {:>8.0}   {}",
+            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>12.0} {:>11.3} {:>8.0}   {}",
             scenario.name(),
             offered / 1e6,
             received / 1e6,

@@ -289,7 +289,6 @@ impl PacketQueue {
         stop: &AtomicBool,
     ) -> Result<(), IoError> {
         let mut arrays = MessageArrays::new(self.batch_size);
-        let fds: Vec<RawFd> = self.ports.iter().map(|p| p.socket.as_raw_fd()).collect();
         let mut idle = Idleness::new(self.idle);
         while !stop.load(Ordering::Relaxed) {
             let mut work = 0;
@@ -304,9 +303,20 @@ impl PacketQueue {
                 continue;
             }
             if idle.should_sleep(Instant::now()) {
-                let waiting = self.ports.iter().any(|p| !p.backlog.is_empty());
-                let timeout = if waiting { 0 } else { IDLE_SLEEP_MS };
-                sys::poll_readable(&fds, timeout).map_err(|e| IoError::Worker {
+                // Wake for frames to receive, and for room to send where frames wait.
+                let fds: Vec<(RawFd, libc::c_short)> = self
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let events = if p.backlog.is_empty() {
+                            libc::POLLIN
+                        } else {
+                            libc::POLLIN | libc::POLLOUT
+                        };
+                        (p.socket.as_raw_fd(), events)
+                    })
+                    .collect();
+                sys::poll(&fds, IDLE_SLEEP_MS).map_err(|e| IoError::Worker {
                     queue: self.queue,
                     why: format!("poll on the packet sockets failed: {e}"),
                 })?;

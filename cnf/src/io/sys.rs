@@ -20,13 +20,14 @@ pub(crate) fn if_index(name: &str) -> io::Result<u32> {
     Ok(index)
 }
 
-/// Waits up to `timeout_ms` for any of `fds` to become readable; returns how many are.
-pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
+/// Waits up to `timeout_ms` for any of `fds` to become ready for its events (`POLLIN`,
+/// `POLLOUT`); returns how many are. An interrupted wait counts as a timeout.
+pub(crate) fn poll(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Result<usize> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
+        .map(|&(fd, events)| libc::pollfd {
             fd,
-            events: libc::POLLIN,
+            events,
             revents: 0,
         })
         .collect();

@@ -337,7 +337,9 @@ impl XdpQueue {
         mut forwarder: F,
         stop: &AtomicBool,
     ) -> Result<(), IoError> {
-        let fds: Vec<RawFd> = self.ports.iter().map(|p| p.fd).collect();
+        // Waiting for received frames is enough: in copy mode poll(2) also transmits.
+        let fds: Vec<(RawFd, libc::c_short)> =
+            self.ports.iter().map(|p| (p.fd, libc::POLLIN)).collect();
         let mut idle = Idleness::new(self.idle);
         let mut rounds = 0u32;
         let mut stats_at = Instant::now();
@@ -362,14 +364,10 @@ impl XdpQueue {
             } else {
                 let now = Instant::now();
                 if idle.should_sleep(now) {
-                    // With frames in flight, poll only kicks TX (copy mode transmits inside
-                    // poll) and returns at once; otherwise it sleeps until a frame arrives.
-                    let in_flight = self
-                        .ports
-                        .iter()
-                        .any(|p| p.in_flight > 0 || !p.backlog.is_empty());
-                    let timeout = if in_flight { 0 } else { IDLE_SLEEP_MS };
-                    sys::poll_readable(&fds, timeout).map_err(|e| IoError::Worker {
+                    // Idle for the whole spin, kicks included: frames still in flight are not
+                    // coming back soon (link down, peer busy), and poll(2) keeps kicking TX
+                    // each time it is called.
+                    sys::poll(&fds, IDLE_SLEEP_MS).map_err(|e| IoError::Worker {
                         queue: self.queue,
                         why: format!("poll on the XDP sockets failed: {e}"),
                     })?;
