@@ -174,11 +174,11 @@ struct Shared {
 
 impl Shared {
     fn refuse(&self, peer: Option<SocketAddr>, router: Option<&str>, reason: String) {
-        tracing::warn!(
-            peer = peer.map(|p| p.to_string()).unwrap_or_default(),
-            router = router.unwrap_or(""),
-            "refused: {reason}"
-        );
+        let peer_text = peer.map_or_else(|| "a peer".to_string(), |p| p.to_string());
+        match router {
+            Some(r) => tracing::warn!("refused router `{r}` ({peer_text}): {reason}"),
+            None => tracing::warn!("refused {peer_text}: {reason}"),
+        }
         if let Ok(mut r) = self.refusals.lock() {
             if r.len() == REFUSALS_KEPT {
                 r.pop_front();
@@ -321,18 +321,15 @@ async fn accept_loop(
         let conns = conns.clone();
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = acceptor.accept(tcp).into_fallible();
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(tls)) => {
                     let _ = conns.send(Ok(tls)).await;
                 }
-                Ok(Err(e)) => shared.refuse(
-                    Some(peer),
-                    None,
-                    format!(
-                        "TLS handshake failed: {e}; a router must present a certificate issued \
-                         by this operator's CA (ca.pem in its TLS directory), valid now"
-                    ),
-                ),
+                Ok(Err((e, tcp))) => {
+                    shared.refuse(Some(peer), None, handshake_failure(&e));
+                    linger(tcp).await;
+                }
                 Err(_) => shared.refuse(
                     Some(peer),
                     None,
@@ -341,6 +338,44 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// Why a TLS handshake failed, and what to fix, told apart by who refused whom.
+fn handshake_failure(e: &std::io::Error) -> String {
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            format!(
+                "TLS handshake failed: {e}: the router's certificate is refused; a router must \
+                 present a certificate issued by this operator's CA (ca.pem in its TLS \
+                 directory), valid now, for client authentication"
+            )
+        }
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            "TLS handshake failed: the router refused this operator's certificate (alert \
+             {alert:?}): its ca.pem must be this operator's CA, and the name it dials must be in \
+             the operator's certificate"
+        ),
+        _ => format!("TLS handshake failed: {e}"),
+    }
+}
+
+/// Closes a refused connection gently so that the router reads the TLS alert saying why: with
+/// TLS 1.3 the router has finished its handshake and sent its first request before it learns
+/// that its certificate was refused, and closing a socket with that request unread would reset
+/// the connection and lose the alert.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The gRPC service; one [`Subscriptions::subscribe`] call per connected router.

@@ -230,9 +230,16 @@ impl CertificateAuthority {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "Signpost");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Signpost operator CA");
+        // A random suffix makes each installation's CA name its own: a certificate from
+        // another installation then fails as "unknown issuer", not as a bad signature, and
+        // people can tell CAs apart.
+        let mut id = [0u8; 4];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| IdentityError::Certificate("the system random generator failed".into()))?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("Signpost operator CA {}", hex::encode(id)),
+        );
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,

@@ -246,7 +246,7 @@ impl ControlClient {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| closed(explain_connect(&s.operator, &e)))?;
+            .map_err(|e| closed(diagnose(explain_connect(&s.operator, &e), &files)))?;
         let mut grpc =
             tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
         grpc.ready().await.map_err(|e| {
@@ -282,7 +282,7 @@ impl ControlClient {
                 ProstCodec::<RouterMessage, RawOperatorMessage>::default(),
             )
             .await
-            .map_err(|status| closed(explain_status(&status)))?;
+            .map_err(|status| closed(explain_refusal(&status, &files)))?;
         let mut inbound = response.into_inner();
         tracing::info!(
             router = s.router.as_str(),
@@ -436,19 +436,44 @@ fn explain_connect(operator: &str, e: &tonic::transport::Error) -> String {
     format!("cannot connect to the operator at {operator}: {text}{hint}")
 }
 
+/// A stream that did not open. When the operator answered, its words say why; when the
+/// connection was cut instead — how an operator refusing this router's certificate looks with
+/// TLS 1.3, where the client learns it only after sending its first request — the router
+/// checks its own certificate to say why.
+fn explain_refusal(status: &tonic::Status, files: &TlsFiles) -> String {
+    let out = explain_status(status);
+    match status.code() {
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable => {
+            diagnose(out, files)
+        }
+        _ => out,
+    }
+}
+
+/// Appends what is wrong with this router's own certificate, if anything.
+fn diagnose(error: String, files: &TlsFiles) -> String {
+    match files.verify_own() {
+        Ok(()) => error,
+        Err(own) => format!("{error}; the likely reason: {own}"),
+    }
+}
+
 /// A refused or failed stream: the operator's own words come first.
 fn explain_status(status: &tonic::Status) -> String {
     let message = status.message();
-    let mut out = format!(
-        "the operator ended the stream: {:?}: {message}",
-        status.code()
-    );
+    let mut out = match status.code() {
+        // Statuses the transport made up: the connection failed, nobody said no.
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+            if std::error::Error::source(status).is_some() =>
+        {
+            "the stream to the operator failed".to_string()
+        }
+        code => format!("the operator ended the stream: {code:?}: {message}"),
+    };
     if let Some(source) = std::error::Error::source(status) {
         let causes = chain(source);
-        if !message.contains(&causes) {
-            out.push_str(": ");
-            out.push_str(&causes);
-        }
+        out.push_str(": ");
+        out.push_str(&causes);
     }
     if out.contains("alert") && !out.contains("certificate names") {
         out.push_str(
