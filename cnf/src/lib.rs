@@ -2,9 +2,10 @@
 //!
 //! Built like `quinn-proto` and `smoltcp`: a sans-IO core — packet views, classification,
 //! sessions, SVR metadata — that takes time as an argument and never touches a socket, and thin
-//! drivers around it.
+//! drivers around it. [`control`] is such a driver: the config stream from the operator.
 
 pub mod classify;
+pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;

@@ -1,9 +1,13 @@
-//! The Signpost operator: CRD types, admission checks usable without a cluster, and (as they
-//! land) the config compiler, controllers and config distribution.
+//! The Signpost operator: CRD types, admission checks usable without a cluster, the config
+//! compiler, the certificate authority, config distribution and local mode; (as they land)
+//! controllers.
 
 pub mod admission;
 pub mod compiler;
 pub mod crd;
+pub mod distribution;
+pub mod identity;
+pub mod local;
 pub mod manifests;
 pub mod render;
 pub mod svr_decode;

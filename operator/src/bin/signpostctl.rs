@@ -11,6 +11,13 @@
 //! `svr decode` takes a capture apart down to the SVR metadata of each packet, with the
 //! router's own codec. It exits 0 when the file was read, whatever the packets hold, and 1 when
 //! the file cannot be read (after printing the packets read before a damaged record).
+//!
+//!     signpostctl certs init --dir DIR
+//!     signpostctl certs issue --dir DIR --router NAME [--days N] --out DIR
+//!
+//! `certs init` creates the operator's CA in DIR (`ca.pem`, `ca.key` 0600) unless it exists;
+//! `certs issue` signs a router certificate with it and writes `ca.pem`, `tls.crt`, `tls.key`
+//! into `--out`, the layout of a cert-manager Secret, which is what the router reads.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,13 +25,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use signpost_operator::admission::Admission;
 use signpost_operator::compiler::{self, Options, Severity};
+use signpost_operator::identity::{CertificateAuthority, Validity};
 use signpost_operator::{manifests, render, svr_decode};
 
 #[derive(Parser)]
 #[command(
     name = "signpostctl",
     version,
-    about = "Signpost: check, render and inspect"
+    about = "Signpost: check, render and inspect; certificates"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +59,34 @@ enum Command {
     Svr {
         #[command(subcommand)]
         command: SvrCommand,
+    },
+    /// The operator's certificate authority and router certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create the CA (ca.pem, ca.key) in DIR, unless it is already there.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Issue a router's certificate: writes ca.pem, tls.crt and tls.key into --out.
+    Issue {
+        /// The CA directory (as created by `certs init`, or the operator's --tls-dir).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The Router object's name; the certificate names it (URI spiffe://signpost/router/NAME and DNS NAME).
+        #[arg(long, value_name = "NAME")]
+        router: String,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -83,6 +119,42 @@ fn main() -> ExitCode {
         Command::Svr {
             command: SvrCommand::Decode { file, json },
         } => decode_command(&file, json),
+        Command::Certs { command } => certs_command(command),
+    }
+}
+
+fn certs_command(command: CertsCommand) -> ExitCode {
+    let result = match command {
+        CertsCommand::Init { dir } => {
+            CertificateAuthority::load_or_create(&dir).map(|(_, created)| {
+                if created {
+                    println!("created the CA in {}", dir.display());
+                } else {
+                    println!("the CA in {} exists; left as it is", dir.display());
+                }
+            })
+        }
+        CertsCommand::Issue {
+            dir,
+            router,
+            days,
+            out,
+        } => CertificateAuthority::load(&dir)
+            .and_then(|ca| ca.issue_router(&router, Validity::days_from_now(days)))
+            .and_then(|issued| issued.write(&out))
+            .map(|()| {
+                println!(
+                    "issued router `{router}`'s certificate for {days} days: {}",
+                    out.display()
+                )
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
