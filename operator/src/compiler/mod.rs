@@ -250,7 +250,10 @@ fn reselect_router<'w>(
             let cell = {
                 // A poisoned lock means another worker panicked; the scope re-raises that panic.
                 let mut map = shared.lock().unwrap_or_else(|e| e.into_inner());
-                Arc::clone(map.entry(shape.clone()).or_default())
+                match map.get(&shape) {
+                    Some(cell) => Arc::clone(cell),
+                    None => Arc::clone(map.entry(shape.clone()).or_default()),
+                }
             };
             Arc::clone(cell.get_or_init(|| Arc::new(select::shaped_contents(world, &shape))))
         }

@@ -57,11 +57,8 @@ impl Pieces {
     /// Brings every piece in line with `world`, re-encoding only those whose stamp changed.
     pub fn refresh(&mut self, world: &World, options: &Options) {
         let mut old = std::mem::take(&mut self.tenants);
-        for name in world.tenants.keys() {
-            let stamp = (
-                world.tenants.get(name).map(|e| e.hash).unwrap_or_default(),
-                select::parent(world, name).cloned(),
-            );
+        for (name, entry) in &world.tenants {
+            let stamp = (entry.hash, select::parent(world, name).cloned());
             let piece = match old.remove(name) {
                 Some(p) if p.stamp == stamp => p,
                 _ => Piece {

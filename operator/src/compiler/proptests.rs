@@ -160,8 +160,10 @@ fn router(n: &'static str) -> impl Strategy<Value = Router> {
         ),
         proptest::sample::subsequence(NETWORKS, 0..=3),
         any::<bool>(),
+        // The hubs an edge may peer with; none means any.
+        proptest::sample::subsequence(&["hub-a", "hub-b"][..], 0..=1),
     )
-        .prop_map(|(n, wans, networks, edges)| {
+        .prop_map(|(n, wans, networks, edges, hubs)| {
             let mut interfaces: Vec<Interface> = wans
                 .iter()
                 .enumerate()
@@ -181,9 +183,9 @@ fn router(n: &'static str) -> impl Strategy<Value = Router> {
                     role,
                     site: BTreeMap::new(),
                     interfaces,
-                    peering: edges.then(|| Peering {
-                        edges: true,
-                        hubs: vec![],
+                    peering: (edges || !hubs.is_empty()).then(|| Peering {
+                        edges,
+                        hubs: hubs.into_iter().map(ObjectName::from).collect(),
                     }),
                     placement: None,
                     ha: None,

@@ -2,9 +2,9 @@
 //!
 //! [`select`] decides what a router needs to know; [`Selection::fingerprint`] hashes exactly
 //! those objects; [`Selection::build`] reads nothing else, and neither does
-//! [`Selection::encode`], which writes the same config from pre-encoded pieces. So a router whose
-//! fingerprint did not change would get a byte-identical config, and the incremental compiler can
-//! skip it.
+//! [`pieces::encode`](super::pieces::encode), which writes the same config from pre-encoded
+//! pieces. So a router whose fingerprint did not change would get a byte-identical config, and
+//! the incremental compiler can skip it.
 
 use std::sync::{Arc, OnceLock};
 
@@ -142,19 +142,19 @@ fn contents_for<'w>(
     near: impl Fn(&str) -> bool,
 ) -> Contents<'w> {
     let fronted = router.and_then(|r| world.services_by_router.get(r.as_ref()));
-    let mut access: Vec<(&'w str, &'w str)> = Vec::new();
+    // Every tenant allowed to a service the router fronts; those need no route to it.
+    let mut fronted_access: Vec<(&'w str, &'w str)> = Vec::new();
     for service in fronted.into_iter().flatten() {
         for tenant in world.tenants_by_service.get(service).into_iter().flatten() {
-            access.push((tenant, service));
+            fronted_access.push((tenant, service));
         }
     }
-    // Tenants with access through a fronted service need no route to it.
-    access.sort_unstable();
-    let fronted_access = access.len();
+    fronted_access.sort_unstable();
+    let mut access: Vec<(&'w str, &'w str)> = Vec::new();
     let mut unreachable = Vec::new();
     for &tenant in local {
         for (service, grant) in world.grants.get(tenant).into_iter().flatten() {
-            if access[..fronted_access]
+            if fronted_access
                 .binary_search(&(tenant, service.as_ref()))
                 .is_ok()
             {
@@ -171,6 +171,7 @@ fn contents_for<'w>(
             }
         }
     }
+    access.extend(fronted_access);
     access.sort_unstable();
     access.dedup();
 
