@@ -237,6 +237,7 @@ impl<'w> Contents<'w> {
                     put(&mut h, b'A', t, None);
                     put(&mut h, b'a', s, Some(&g.hash));
                     h.update(g.policy_name.as_bytes());
+                    h.update([0]);
                 }
             }
             h.finalize().into()
@@ -304,6 +305,8 @@ impl<'w> Selection<'w> {
         let mut h = Sha256::new();
         let w = self.world;
         put(&mut h, b'R', self.name, Some(&self.entry.hash));
+        // Count first, so that the peers cannot run into the contents' digest.
+        h.update((self.peers.len() as u64).to_be_bytes());
         for p in &self.peers {
             put(&mut h, b'P', p, w.router(p).map(|(_, e)| &e.hash));
         }
