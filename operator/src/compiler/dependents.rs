@@ -99,7 +99,7 @@ impl Reach<'_> {
             if entry.prefixes.is_empty() {
                 continue;
             }
-            for (name, router) in self.world.routers() {
+            for (name, router) in self.world.usable_routers() {
                 if overlaps(&entry.prefixes, &router.lan_prefixes) {
                     self.out.insert(Name::clone(name));
                 }

@@ -45,10 +45,9 @@ mod select;
 mod units;
 mod world;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -60,8 +59,8 @@ pub use units::{parse_bits_per_second, parse_loss_ppm};
 pub use world::World;
 
 use crate::manifests::Intent;
-use pieces::{PeerPieces, Pieces};
-use select::PeerKeys;
+use pieces::{Pieces, RouterPieces};
+use select::{Contents, PeerKeys, Shape};
 use world::Name;
 
 /// Inputs that are not objects.
@@ -144,7 +143,7 @@ struct RouterState {
     output: Arc<RouterOutput>,
     /// From its selection (the world reports the rest).
     diagnostics: Vec<Diagnostic>,
-    peer_pieces: PeerPieces,
+    own_pieces: RouterPieces,
 }
 
 /// One router to reselect.
@@ -171,7 +170,7 @@ impl Compiler {
             self.options = options;
             self.reselect_all = true;
             for state in self.routers.values_mut() {
-                state.peer_pieces.clear();
+                state.own_pieces.forget_keys();
             }
         }
     }
@@ -204,8 +203,9 @@ impl Compiler {
             .collect();
         let keys = PeerKeys::new(&self.options.key_master);
         let (pieces, options) = (&self.pieces, &self.options);
+        let shared = SharedContents::default();
         on_all_cores(&mut jobs, |job| {
-            reselect_router(world, pieces, &keys, options, job)
+            reselect_router(world, pieces, &keys, options, &shared, job)
         });
 
         let mut out = Compiled::default();
@@ -218,9 +218,12 @@ impl Compiler {
                 self.routers.insert(job.name, state);
             }
         }
-        for (name, state) in &self.routers {
-            out.routers
-                .insert(name.to_string(), Arc::clone(&state.output));
+        out.routers = self
+            .routers
+            .iter()
+            .map(|(name, state)| (name.to_string(), Arc::clone(&state.output)))
+            .collect();
+        for state in self.routers.values() {
             diagnostics.extend_from_slice(&state.diagnostics);
         }
         diagnostics.sort();
@@ -230,31 +233,56 @@ impl Compiler {
     }
 }
 
+/// Contents by shape, made once by the first router of each shape that needs them.
+type SharedContents<'w> = Mutex<HashMap<Shape<'w>, Arc<OnceLock<Arc<Contents<'w>>>>>>;
+
 /// Selects one router again; rebuilds its config when the fingerprint changed.
-fn reselect_router(
-    world: &World,
+fn reselect_router<'w>(
+    world: &'w World,
     pieces: &Pieces,
     keys: &PeerKeys,
     options: &Options,
+    shared: &SharedContents<'w>,
     job: &mut Job,
 ) {
-    let mut diagnostics = Vec::new();
-    let Some(selection) = select(world, &job.name, &mut diagnostics) else {
+    let contents = match select::shape(world, &job.name) {
+        Some(shape) => {
+            let cell = {
+                // A poisoned lock means another worker panicked; the scope re-raises that panic.
+                let mut map = shared.lock().unwrap_or_else(|e| e.into_inner());
+                match map.get(&shape) {
+                    Some(cell) => Arc::clone(cell),
+                    None => Arc::clone(map.entry(shape.clone()).or_default()),
+                }
+            };
+            Arc::clone(cell.get_or_init(|| Arc::new(select::shaped_contents(world, &shape))))
+        }
+        None => match select::contents_of(world, &job.name) {
+            Some(contents) => Arc::new(contents),
+            None => {
+                job.state = None;
+                return;
+            }
+        },
+    };
+    let Some(selection) = Selection::new(world, &job.name, contents) else {
         job.state = None;
         return;
     };
+    let mut diagnostics = Vec::new();
+    selection.diagnose(&mut diagnostics);
     let fingerprint = selection.fingerprint(options);
     if let Some(state) = job.state.as_mut().filter(|s| s.fingerprint == fingerprint) {
         state.diagnostics = diagnostics;
         return;
     }
-    let mut peer_pieces = job.state.take().map(|s| s.peer_pieces).unwrap_or_default();
-    let encoded = pieces::encode(&selection, world, pieces, &mut peer_pieces, keys, options);
+    let mut own_pieces = job.state.take().map(|s| s.own_pieces).unwrap_or_default();
+    let encoded = pieces::encode(&selection, world, pieces, &mut own_pieces, keys, options);
     job.state = Some(RouterState {
         fingerprint,
         output: Arc::new(RouterOutput::new(encoded)),
         diagnostics,
-        peer_pieces,
+        own_pieces,
     });
     job.rebuilt = true;
 }

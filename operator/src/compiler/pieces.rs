@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 
 use super::Options;
-use super::select::{self, PeerKeys, Selection};
+use super::select::{self, Contents, PeerKeys, Selection};
 use super::world::{Name, World};
 
 /// `RouterConfig` field numbers of the repeated fields built from pieces.
@@ -57,11 +57,8 @@ impl Pieces {
     /// Brings every piece in line with `world`, re-encoding only those whose stamp changed.
     pub fn refresh(&mut self, world: &World, options: &Options) {
         let mut old = std::mem::take(&mut self.tenants);
-        for name in world.tenants.keys() {
-            let stamp = (
-                world.tenants.get(name).map(|e| e.hash).unwrap_or_default(),
-                select::parent(world, name).cloned(),
-            );
+        for (name, entry) in &world.tenants {
+            let stamp = (entry.hash, select::parent(world, name).cloned());
             let piece = match old.remove(name) {
                 Some(p) if p.stamp == stamp => p,
                 _ => Piece {
@@ -113,88 +110,104 @@ impl Pieces {
     }
 }
 
-/// A router's pieces for its peers, by peer name: they depend on both routers' specs and the
-/// options, so a router keeps them from one build to the next.
-#[derive(Debug, Default)]
-pub struct PeerPieces {
-    /// Sorted by peer name.
-    pieces: Vec<(Name, Piece<PeerStamp>)>,
+/// Fields 6 to 8 of a config: its tenants, services and access entries.
+fn encode_contents(contents: &Contents<'_>, pieces: &Pieces) -> Vec<u8> {
+    let tenants = contents
+        .tenants()
+        .iter()
+        .filter_map(|t| pieces.tenants.get(*t));
+    let services = contents
+        .services()
+        .iter()
+        .filter_map(|s| pieces.services.get(*s));
+    let access = contents
+        .access()
+        .iter()
+        .filter_map(|(t, s)| pieces.access.get(*t)?.get(*s));
+    let mut out = Vec::new();
+    for piece in tenants {
+        out.extend_from_slice(&piece.bytes);
+    }
+    for piece in services {
+        out.extend_from_slice(&piece.bytes);
+    }
+    for piece in access {
+        out.extend_from_slice(&piece.bytes);
+    }
+    out
 }
 
-impl PeerPieces {
-    /// Drops every piece: the options (and so the keys) changed.
-    pub fn clear(&mut self) {
-        self.pieces.clear();
+/// A router's own pieces: its header, which depends on its spec, and its entries for its peers,
+/// which depend on both routers' specs and the options. A router keeps them from one build to
+/// the next.
+#[derive(Debug, Default)]
+pub struct RouterPieces {
+    /// Fields 1 to 5; the stamp is the router's spec hash.
+    header: Option<Piece<[u8; 32]>>,
+    /// Sorted by peer name.
+    peers: Vec<(Name, Piece<PeerStamp>)>,
+}
+
+impl RouterPieces {
+    /// Drops the pieces that depend on the options (the keys changed).
+    pub fn forget_keys(&mut self) {
+        self.peers.clear();
     }
 }
 
 /// The encoding of `selection`'s config: `selection.build(options).encode_to_vec()`, from pieces.
-/// `peers` is updated to the selection's peers.
+/// `own` is updated to the selection's router and peers.
 pub fn encode(
     selection: &Selection<'_>,
     world: &World,
     pieces: &Pieces,
-    peers: &mut PeerPieces,
+    own: &mut RouterPieces,
     keys: &PeerKeys,
     options: &Options,
 ) -> Vec<u8> {
-    let own = selection.entry();
-    let mut old = std::mem::take(&mut peers.pieces).into_iter().peekable();
+    let entry = selection.entry();
+    let header = match own.header.take() {
+        Some(p) if p.stamp == entry.hash => p,
+        _ => Piece {
+            bytes: selection.header().encode_to_vec(),
+            stamp: entry.hash,
+        },
+    };
+    let mut old = std::mem::take(&mut own.peers).into_iter().peekable();
     for &peer in selection.peers() {
         // Both lists are sorted by name: skip the old pieces of routers that are no longer peers.
         while old.next_if(|(n, _)| n < peer).is_some() {}
         let stamp = (
-            own.hash,
+            entry.hash,
             world.router(peer).map(|(_, e)| e.hash).unwrap_or_default(),
         );
         let piece = match old.next_if(|(n, _)| n == peer) {
             Some((_, p)) if p.stamp == stamp => p,
             _ => Piece {
-                bytes: select::peer(world, selection.name(), &own.router, peer, keys, options)
+                bytes: select::peer(world, selection.name(), &entry.router, peer, keys, options)
                     .map(|p| framed(PEERS, &p))
                     .unwrap_or_default(),
                 stamp,
             },
         };
-        peers.pieces.push((Name::clone(peer), piece));
+        own.peers.push((Name::clone(peer), piece));
     }
+    let contents = selection
+        .contents()
+        .encoded
+        .get_or_init(|| encode_contents(selection.contents(), pieces));
 
-    let header = selection.header();
-    let tenants: Vec<&[u8]> = selection
-        .tenants()
-        .filter_map(|t| pieces.tenants.get(t))
-        .map(|p| p.bytes.as_slice())
-        .collect();
-    let services: Vec<&[u8]> = selection
-        .services()
-        .filter_map(|s| pieces.services.get(s))
-        .map(|p| p.bytes.as_slice())
-        .collect();
-    let access: Vec<&[u8]> = selection
-        .access()
-        .filter_map(|(t, s)| pieces.access.get(t)?.get(s))
-        .map(|p| p.bytes.as_slice())
-        .collect();
-    let peer_bytes = peers.pieces.iter().map(|(_, p)| p.bytes.as_slice());
-    let len = header.encoded_len()
-        + tenants
-            .iter()
-            .chain(&services)
-            .chain(&access)
-            .map(|b| b.len())
-            .sum::<usize>()
-        + peer_bytes.clone().map(<[u8]>::len).sum::<usize>()
+    let len = header.bytes.len()
+        + contents.len()
+        + own.peers.iter().map(|(_, p)| p.bytes.len()).sum::<usize>()
         + pieces.tail.len();
-    let mut out = header.encode_to_vec();
-    out.reserve(len.saturating_sub(out.len()));
-    for bytes in tenants
-        .into_iter()
-        .chain(services)
-        .chain(access)
-        .chain(peer_bytes)
-    {
-        out.extend_from_slice(bytes);
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&header.bytes);
+    out.extend_from_slice(contents);
+    for (_, piece) in &own.peers {
+        out.extend_from_slice(&piece.bytes);
     }
     out.extend_from_slice(&pieces.tail);
+    own.header = Some(header);
     out
 }

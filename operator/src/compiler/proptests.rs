@@ -160,8 +160,10 @@ fn router(n: &'static str) -> impl Strategy<Value = Router> {
         ),
         proptest::sample::subsequence(NETWORKS, 0..=3),
         any::<bool>(),
+        // The hubs an edge may peer with; none means any.
+        proptest::sample::subsequence(&["hub-a", "hub-b"][..], 0..=1),
     )
-        .prop_map(|(n, wans, networks, edges)| {
+        .prop_map(|(n, wans, networks, edges, hubs)| {
             let mut interfaces: Vec<Interface> = wans
                 .iter()
                 .enumerate()
@@ -181,9 +183,9 @@ fn router(n: &'static str) -> impl Strategy<Value = Router> {
                     role,
                     site: BTreeMap::new(),
                     interfaces,
-                    peering: edges.then(|| Peering {
-                        edges: true,
-                        hubs: vec![],
+                    peering: (edges || !hubs.is_empty()).then(|| Peering {
+                        edges,
+                        hubs: hubs.into_iter().map(ObjectName::from).collect(),
                     }),
                     placement: None,
                     ha: None,
@@ -325,7 +327,7 @@ fn configs(c: &Compiled) -> BTreeMap<String, pb::RouterConfig> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn every_access_entry_is_granted_by_a_whole_policy(intent in intent()) {
@@ -388,7 +390,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 192, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// After every edit of a sequence, the compiler that saw the earlier versions gives exactly
     /// what a fresh compiler gives; it reselects every router it rebuilds, and every router
@@ -437,9 +439,44 @@ proptest! {
                 continue;
             };
             let built = prost::Message::encode_to_vec(&selection.build(&options()));
-            let mut peers = super::pieces::PeerPieces::default();
-            let encoded = super::pieces::encode(&selection, &world, &pieces, &mut peers, &keys, &options());
+            let mut own = super::pieces::RouterPieces::default();
+            let encoded = super::pieces::encode(&selection, &world, &pieces, &mut own, &keys, &options());
             prop_assert_eq!(encoded, built, "{}", name);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A router that fronts no service gets from its shape exactly the contents it would get on
+    /// its own, diagnostics included: sharing contents between routers of one shape is sound.
+    #[test]
+    fn shaped_contents_are_the_routers_own(intent in intent()) {
+        let mut world = World::default();
+        world.update(&intent);
+        for name in world.router_names() {
+            let Some(own) = super::select::contents_of(&world, name) else {
+                prop_assert!(false, "{} is listed but has no contents", name);
+                continue;
+            };
+            let Some(shape) = super::select::shape(&world, name) else {
+                prop_assert!(world.services_by_router.contains_key(name.as_ref()));
+                continue;
+            };
+            let shared = super::select::shaped_contents(&world, &shape);
+            prop_assert_eq!(shared.tenants(), own.tenants(), "{}", name);
+            prop_assert_eq!(shared.services(), own.services(), "{}", name);
+            prop_assert_eq!(shared.access(), own.access(), "{}", name);
+            prop_assert_eq!(shared.fingerprint(&world), own.fingerprint(&world), "{}", name);
+            let diagnose = |c: super::select::Contents<'_>| {
+                let mut d = Vec::new();
+                if let Some(s) = Selection::new(&world, name, std::sync::Arc::new(c)) {
+                    s.diagnose(&mut d);
+                }
+                d
+            };
+            prop_assert_eq!(diagnose(shared), diagnose(own), "{}", name);
         }
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! [`select`] decides what a router needs to know; [`Selection::fingerprint`] hashes exactly
 //! those objects; [`Selection::build`] reads nothing else, and neither does
-//! [`Selection::encode`], which writes the same config from pre-encoded pieces. So a router whose
-//! fingerprint did not change would get a byte-identical config, and the incremental compiler can
-//! skip it.
+//! [`pieces::encode`](super::pieces::encode), which writes the same config from pre-encoded
+//! pieces. So a router whose fingerprint did not change would get a byte-identical config, and
+//! the incremental compiler can skip it.
 
-use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
@@ -24,6 +24,31 @@ use crate::crd::{
 /// Waypoint ports when a WAN interface does not say.
 pub const DEFAULT_WAYPOINT_PORTS: (u32, u32) = (16384, 65535);
 
+/// What a router's config holds besides its own spec and its peers: tenants, services and
+/// access entries, and the grants it cannot honour. Routers that front no service and have the
+/// same local tenants and peers (the stores of a chain, mostly) have the same contents, so the
+/// compiler makes them once per [`Shape`] and shares them, fingerprint and encoding included.
+#[derive(Debug)]
+pub struct Contents<'w> {
+    tenants: Vec<&'w str>,
+    services: Vec<&'w str>,
+    /// By tenant, then service.
+    access: Vec<(&'w str, &'w str)>,
+    /// (tenant, service, policy) granted to a local tenant, with no location of the service on
+    /// the router or its peers.
+    unreachable: Vec<(&'w str, &'w str, &'w str)>,
+    fingerprint: OnceLock<[u8; 32]>,
+    /// Written by [`pieces`](super::pieces) on first use.
+    pub(super) encoded: OnceLock<Vec<u8>>,
+}
+
+/// What decides the [`Contents`] of a router that fronts no service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Shape<'w> {
+    local: Vec<&'w str>,
+    peers: Vec<&'w str>,
+}
+
 /// What one router's config is made of.
 #[derive(Debug)]
 pub struct Selection<'w> {
@@ -31,9 +56,7 @@ pub struct Selection<'w> {
     name: &'w Name,
     entry: &'w RouterEntry,
     peers: Vec<&'w Name>,
-    tenants: BTreeSet<&'w str>,
-    services: BTreeSet<&'w str>,
-    access: BTreeSet<(&'w str, &'w str)>,
+    contents: Arc<Contents<'w>>,
 }
 
 /// Chooses what router `name` needs. `None` when the router cannot be configured (its own
@@ -44,16 +67,48 @@ pub fn select<'w>(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Selection<'w>> {
     let (name, entry) = world.router(name)?;
-    let peer_set = world.peers.get(name.as_ref())?;
-    let reachable = |service: &str| {
-        world.services.get(service).is_some_and(|s| {
-            s.routers()
-                .any(|at| at == name.as_ref() || peer_set.contains(at))
-        })
-    };
+    let local = local_tenants(world, entry);
+    let contents = Arc::new(contents(world, name, &local)?);
+    let selection = Selection::new(world, name, contents)?;
+    selection.diagnose(diagnostics);
+    Some(selection)
+}
 
-    // Tenants whose hosts can appear on this router's LAN: by named network, or by prefix.
-    let mut local: BTreeSet<&'w str> = BTreeSet::new();
+/// The shape of router `name` when it fronts no service (and so its contents depend on its
+/// local tenants and its peers only); `None` when it does, or cannot be configured.
+pub fn shape<'w>(world: &'w World, name: &str) -> Option<Shape<'w>> {
+    let (name, entry) = world.router(name)?;
+    if world.services_by_router.contains_key(name.as_ref()) {
+        return None;
+    }
+    Some(Shape {
+        local: local_tenants(world, entry),
+        peers: world
+            .peers
+            .get(name.as_ref())?
+            .iter()
+            .map(|p| p.as_ref())
+            .collect(),
+    })
+}
+
+/// The contents of router `name`, for any router; `shape(name)` gives the same for `name`'s
+/// shape.
+pub fn contents_of<'w>(world: &'w World, name: &str) -> Option<Contents<'w>> {
+    let (name, entry) = world.router(name)?;
+    contents(world, name, &local_tenants(world, entry))
+}
+
+/// The contents shared by every router of `shape`.
+pub fn shaped_contents<'w>(world: &'w World, shape: &Shape<'w>) -> Contents<'w> {
+    contents_for(world, None, &shape.local, |at| {
+        shape.peers.binary_search(&at).is_ok()
+    })
+}
+
+/// Tenants whose hosts can appear on the router's LAN, by named network or by prefix; sorted.
+fn local_tenants<'w>(world: &'w World, entry: &RouterEntry) -> Vec<&'w str> {
+    let mut local: Vec<&'w str> = Vec::new();
     for network in lan_networks(&entry.router) {
         if let Some(tenants) = world.tenants_by_network.get(network.name.as_str()) {
             local.extend(tenants.iter().map(|t| t.as_ref()));
@@ -62,62 +117,172 @@ pub fn select<'w>(
     if !entry.lan_prefixes.is_empty() {
         for (tenant_name, tenant) in &world.tenants {
             if overlaps(&tenant.prefixes, &entry.lan_prefixes) {
-                local.insert(tenant_name);
+                local.push(tenant_name);
             }
         }
     }
+    local.sort_unstable();
+    local.dedup();
+    local
+}
 
-    let mut access: BTreeSet<(&'w str, &'w str)> = BTreeSet::new();
-    let fronted = world.services_by_router.get(name.as_ref());
+fn contents<'w>(world: &'w World, name: &'w Name, local: &[&'w str]) -> Option<Contents<'w>> {
+    let peers = world.peers.get(name.as_ref())?;
+    Some(contents_for(world, Some(name), local, |at| {
+        at == name.as_ref() || peers.contains(at)
+    }))
+}
+
+/// `router` is the router whose services (the ones it fronts) are included, if any; `near`
+/// says whether a location on a router is on this router or one of its peers.
+fn contents_for<'w>(
+    world: &'w World,
+    router: Option<&'w Name>,
+    local: &[&'w str],
+    near: impl Fn(&str) -> bool,
+) -> Contents<'w> {
+    let fronted = router.and_then(|r| world.services_by_router.get(r.as_ref()));
+    // Every tenant allowed to a service the router fronts; those need no route to it.
+    let mut fronted_access: Vec<(&'w str, &'w str)> = Vec::new();
     for service in fronted.into_iter().flatten() {
         for tenant in world.tenants_by_service.get(service).into_iter().flatten() {
-            access.insert((tenant, service));
+            fronted_access.push((tenant, service));
         }
     }
-    for tenant in &local {
-        for (service, grant) in world.grants.get(*tenant).into_iter().flatten() {
-            if access.contains(&(*tenant, service.as_ref())) {
+    fronted_access.sort_unstable();
+    let mut access: Vec<(&'w str, &'w str)> = Vec::new();
+    let mut unreachable = Vec::new();
+    for &tenant in local {
+        for (service, grant) in world.grants.get(tenant).into_iter().flatten() {
+            if fronted_access
+                .binary_search(&(tenant, service.as_ref()))
+                .is_ok()
+            {
                 continue;
             }
-            if reachable(service) {
-                access.insert((*tenant, service));
+            let reachable = world
+                .services
+                .get(service)
+                .is_some_and(|s| s.routers().any(&near));
+            if reachable {
+                access.push((tenant, service));
             } else {
-                diagnostics.push(Diagnostic::warning(
-                    "Router",
-                    name,
-                    "ServiceUnreachable",
-                    format!(
-                        "policy `{}` lets tenant `{tenant}` reach service `{service}`, but no \
-                         location of it is on router `{name}` or one of its peers",
-                        grant.policy_name
-                    ),
-                ));
+                unreachable.push((tenant, service.as_ref(), grant.policy_name.as_ref()));
             }
         }
     }
+    access.extend(fronted_access);
+    access.sort_unstable();
+    access.dedup();
 
-    let mut tenants: BTreeSet<&'w str> = local;
+    let mut tenants: Vec<&'w str> = local.to_vec();
     tenants.extend(access.iter().map(|(t, _)| *t));
+    tenants.sort_unstable();
+    tenants.dedup();
     let enclosing_tenants: Vec<&'w str> = tenants
         .iter()
         .flat_map(|t| enclosing(t))
         .filter_map(|e| world.tenants.get_key_value(e).map(|(k, _)| k.as_ref()))
         .collect();
     tenants.extend(enclosing_tenants);
-    let mut services: BTreeSet<&'w str> = access.iter().map(|(_, s)| *s).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut services: Vec<&'w str> = access.iter().map(|(_, s)| *s).collect();
     services.extend(fronted.into_iter().flatten().map(|s| s.as_ref()));
-    Some(Selection {
-        world,
-        name,
-        entry,
-        peers: peer_set.iter().collect(),
+    services.sort_unstable();
+    services.dedup();
+    Contents {
         tenants,
         services,
         access,
-    })
+        unreachable,
+        fingerprint: OnceLock::new(),
+        encoded: OnceLock::new(),
+    }
+}
+
+impl<'w> Contents<'w> {
+    pub fn tenants(&self) -> &[&'w str] {
+        &self.tenants
+    }
+
+    pub fn services(&self) -> &[&'w str] {
+        &self.services
+    }
+
+    pub fn access(&self) -> &[(&'w str, &'w str)] {
+        &self.access
+    }
+
+    /// SHA-256 over every object the contents come from; computed once.
+    pub fn fingerprint(&self, w: &World) -> [u8; 32] {
+        *self.fingerprint.get_or_init(|| {
+            let mut h = Sha256::new();
+            for t in &self.tenants {
+                put(&mut h, b'T', t, w.tenants.get(*t).map(|e| &e.hash));
+            }
+            for s in &self.services {
+                let resolved = w.services.get(*s);
+                put(&mut h, b'S', s, resolved.map(|r| &r.hash));
+                if let Some(resolved) = resolved {
+                    // Count first, so that the index list cannot run into the next item.
+                    h.update((resolved.locations.len() as u64).to_be_bytes());
+                    for i in &resolved.locations {
+                        h.update((*i as u64).to_be_bytes());
+                    }
+                }
+            }
+            for (t, s) in &self.access {
+                if let Some(g) = w.grant(t, s) {
+                    put(&mut h, b'A', t, None);
+                    put(&mut h, b'a', s, Some(&g.hash));
+                    h.update(g.policy_name.as_bytes());
+                    h.update([0]);
+                }
+            }
+            h.finalize().into()
+        })
+    }
+}
+
+/// Writes one fingerprint item as tag, name, NUL, spec hash: unambiguous without allocating.
+fn put(h: &mut Sha256, tag: u8, name: &str, hash: Option<&[u8; 32]>) {
+    h.update([tag]);
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(hash.map(|x| &x[..]).unwrap_or(&[0; 32]));
 }
 
 impl<'w> Selection<'w> {
+    /// Router `name` with `contents`, which must be its own: [`contents_of`] it, or the
+    /// [`shaped_contents`] of its [`shape`].
+    pub fn new(world: &'w World, name: &str, contents: Arc<Contents<'w>>) -> Option<Self> {
+        let (name, entry) = world.router(name)?;
+        Some(Self {
+            world,
+            name,
+            entry,
+            peers: world.peers.get(name.as_ref())?.iter().collect(),
+            contents,
+        })
+    }
+
+    /// The router's own diagnostics: grants its local tenants cannot use.
+    pub fn diagnose(&self, diagnostics: &mut Vec<Diagnostic>) {
+        let name = self.name;
+        for (tenant, service, policy) in &self.contents.unreachable {
+            diagnostics.push(Diagnostic::warning(
+                "Router",
+                name,
+                "ServiceUnreachable",
+                format!(
+                    "policy `{policy}` lets tenant `{tenant}` reach service `{service}`, but no \
+                     location of it is on router `{name}` or one of its peers"
+                ),
+            ));
+        }
+    }
+
     pub fn name(&self) -> &'w Name {
         self.name
     }
@@ -131,57 +296,21 @@ impl<'w> Selection<'w> {
         &self.peers
     }
 
-    /// Its tenants, by name.
-    pub fn tenants(&self) -> impl Iterator<Item = &'w str> + '_ {
-        self.tenants.iter().copied()
-    }
-
-    /// Its services, by name.
-    pub fn services(&self) -> impl Iterator<Item = &'w str> + '_ {
-        self.services.iter().copied()
-    }
-
-    /// Its access entries, by tenant then service.
-    pub fn access(&self) -> impl Iterator<Item = (&'w str, &'w str)> + '_ {
-        self.access.iter().copied()
+    pub fn contents(&self) -> &Contents<'w> {
+        &self.contents
     }
 
     /// SHA-256 over everything [`build`](Self::build) reads.
     pub fn fingerprint(&self, options: &Options) -> [u8; 32] {
         let mut h = Sha256::new();
-        // Each item is written as tag, name, NUL, spec hash: unambiguous without allocating.
-        fn put(h: &mut Sha256, tag: u8, name: &str, hash: Option<&[u8; 32]>) {
-            h.update([tag]);
-            h.update(name.as_bytes());
-            h.update([0]);
-            h.update(hash.map(|x| &x[..]).unwrap_or(&[0; 32]));
-        }
         let w = self.world;
         put(&mut h, b'R', self.name, Some(&self.entry.hash));
+        // Count first, so that the peers cannot run into the contents' digest.
+        h.update((self.peers.len() as u64).to_be_bytes());
         for p in &self.peers {
             put(&mut h, b'P', p, w.router(p).map(|(_, e)| &e.hash));
         }
-        for t in &self.tenants {
-            put(&mut h, b'T', t, w.tenants.get(*t).map(|e| &e.hash));
-        }
-        for s in &self.services {
-            let resolved = w.services.get(*s);
-            put(&mut h, b'S', s, resolved.map(|r| &r.hash));
-            if let Some(resolved) = resolved {
-                // Count first, so that the index list cannot run into the next item.
-                h.update((resolved.locations.len() as u64).to_be_bytes());
-                for i in &resolved.locations {
-                    h.update((*i as u64).to_be_bytes());
-                }
-            }
-        }
-        for (t, s) in &self.access {
-            if let Some(g) = w.grant(t, s) {
-                put(&mut h, b'A', t, None);
-                put(&mut h, b'a', s, Some(&g.hash));
-                h.update(g.policy_name.as_bytes());
-            }
-        }
+        h.update(self.contents.fingerprint(w));
         h.update(options.key_master);
         h.update(options.key_epoch.to_be_bytes());
         h.finalize().into()
@@ -192,11 +321,13 @@ impl<'w> Selection<'w> {
         let w = self.world;
         let keys = PeerKeys::new(&options.key_master);
         let tail = tail(options);
+        let c = &self.contents;
         pb::RouterConfig {
-            tenants: self.tenants().filter_map(|t| tenant(w, t)).collect(),
-            services: self.services().filter_map(|s| service(w, s)).collect(),
-            access: self
-                .access()
+            tenants: c.tenants.iter().filter_map(|t| tenant(w, t)).collect(),
+            services: c.services.iter().filter_map(|s| service(w, s)).collect(),
+            access: c
+                .access
+                .iter()
                 .filter_map(|(t, s)| access_rule(w, t, s))
                 .collect(),
             peers: self

@@ -487,13 +487,12 @@ fn pieces_encode_exactly_what_build_returns() {
         for name in world.router_names() {
             let selection = select(&world, name, &mut Vec::new()).expect("a usable router");
             let built = selection.build(&options()).encode_to_vec();
-            let mut peers = pieces::PeerPieces::default();
-            let encoded =
-                pieces::encode(&selection, &world, &pieces, &mut peers, &keys, &options());
+            let mut own = pieces::RouterPieces::default();
+            let encoded = pieces::encode(&selection, &world, &pieces, &mut own, &keys, &options());
             assert_eq!(encoded, built, "{name}");
             // Again with the router's peer pieces kept from the first time.
-            let again = pieces::encode(&selection, &world, &pieces, &mut peers, &keys, &options());
-            assert_eq!(again, built, "{name}, reused peer pieces");
+            let again = pieces::encode(&selection, &world, &pieces, &mut own, &keys, &options());
+            assert_eq!(again, built, "{name}, reused router pieces");
             seen += 1;
         }
         assert_eq!(seen, 5);

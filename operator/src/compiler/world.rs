@@ -364,7 +364,7 @@ impl World {
     }
 
     /// The routers that can be configured, with their entries.
-    pub fn routers(&self) -> impl Iterator<Item = (&Name, &RouterEntry)> {
+    pub fn usable_routers(&self) -> impl Iterator<Item = (&Name, &RouterEntry)> {
         self.routers.iter().filter(|(_, r)| r.usable)
     }
 
@@ -826,7 +826,7 @@ impl World {
     }
 
     /// The tenant itself and every tenant nested inside it.
-    pub fn tenant_and_nested<'w>(&'w self, tenant: &'w str) -> impl Iterator<Item = &'w Name> {
+    fn tenant_and_nested<'w>(&'w self, tenant: &'w str) -> impl Iterator<Item = &'w Name> {
         self.tenants
             .keys()
             .filter(move |t| t.as_ref() == tenant || enclosing(t).any(|e| e == tenant))
