@@ -16,7 +16,7 @@
 //!     [--seconds 5 (0: no UDP)] [--senders 2] [--tcp-seconds 3] [--only kernel,xdp,packet]
 //!     [--batch 64] [--ring 2048] [--frames 16384] [--frame-size 2048]
 //!     [--idle busy|sleep|spin:MICROSECONDS] [--tx-budget 32..ring|ring] [--no-rekick]
-//!     [--offload on|off] [--repeat N]
+//!     [--offload on|off] [--repeat N] [--queues N (veth queues, one worker each)]
 //! ```
 
 #[path = "../tests/support/mod.rs"]
@@ -84,6 +84,9 @@ fn parse_options() -> Result<Options, String> {
             "--senders" => options.senders = number(&value)?.max(1) as u32,
             "--tcp-seconds" => options.tcp_seconds = number(&value)?.max(1),
             "--repeat" => options.repeat = number(&value)?.max(1) as usize,
+            "--queues" => {
+                options.config.queues = (0..number(&value)?.clamp(1, 64) as u32).collect()
+            }
             "--tx-budget" => {
                 options.config.tx_kick.budget = match value.as_str() {
                     "ring" => None,
@@ -392,7 +395,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String> {
-    let lab = Lab::create("bench")?;
+    let lab = Lab::create_with_queues("bench", options.config.queues.len() as u32)?;
     lab.set_checksum_offload(options.offload)?;
     let router = match scenario {
         Scenario::Kernel => {
@@ -488,10 +491,11 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!(
-        "machine: {cores} cores, Linux {}; TX offload on the hosts' veths: {}; router: batch \
-         {}, ring {}, {} frames of {} B per queue, idle {:?}, {:?}",
+        "machine: {cores} cores, Linux {}; TX offload on the hosts' veths: {}; router: {} \
+         queue(s), batch {}, ring {}, {} frames of {} B per queue, idle {:?}, {:?}",
         kernel.trim(),
         if options.offload { "on" } else { "off" },
+        options.config.queues.len(),
         options.config.batch_size,
         options.config.ring_size,
         options.config.frames_per_queue,
