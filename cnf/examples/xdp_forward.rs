@@ -8,15 +8,23 @@
 //!   TX_RING failed: Resource temporarily unavailable" when a veth whose peer runs XDP pushes
 //!   back, which it does here under load.) Offered = frames the senders handed to `a0`,
 //!   received = `b`'s `Ip: InReceives` (datagrams that reached b's IP layer), loss = 1 -
-//!   received / offered.
+//!   received / offered. CPU per packet = CPU time (from `schedstat`) of the senders, the
+//!   router's workers and `ksoftirqd`, over datagrams received; "of which r" is the router's
+//!   workers and `ksoftirqd`. This kernel has no separate IRQ time accounting, so softirq work
+//!   counts for the thread that raised it: the kernel's forwarding and b's receiving happen in
+//!   the senders' system calls; with a router, b's receiving happens in the router's `sendto`.
+//!   CPU per packet holds up when other jobs share the machine; packets/s does not.
 //! - TCP: `iperf3 -c b -t --tcp-seconds` from `a`; receiver's throughput and retransmissions.
+//!
+//! The same run with `--tx-budget 32 --no-rekick --idle busy --seconds 0` shows what a forwarder
+//! that kicks the kernel only when it has new frames to send does to TCP.
 //!
 //! ```text
 //! cargo run --release -p signpost-cnf --example xdp_forward -- bench
 //!     [--seconds 5 (0: no UDP)] [--senders 2] [--tcp-seconds 3] [--only kernel,xdp,packet]
 //!     [--batch 64] [--ring 2048] [--frames 16384] [--frame-size 2048]
 //!     [--idle busy|sleep|spin:MICROSECONDS] [--tx-budget 32..ring|ring] [--no-rekick]
-//!     [--offload on|off] [--repeat N]
+//!     [--offload on|off] [--repeat N] [--queues N (veth queues, one worker each)]
 //! ```
 
 #[path = "../tests/support/mod.rs"]
@@ -84,6 +92,9 @@ fn parse_options() -> Result<Options, String> {
             "--senders" => options.senders = number(&value)?.max(1) as u32,
             "--tcp-seconds" => options.tcp_seconds = number(&value)?.max(1),
             "--repeat" => options.repeat = number(&value)?.max(1) as usize,
+            "--queues" => {
+                options.config.queues = (0..number(&value)?.clamp(1, 64) as u32).collect()
+            }
             "--tx-budget" => {
                 options.config.tx_kick.budget = match value.as_str() {
                     "ring" => None,
@@ -271,8 +282,10 @@ fn router_and_softirq_cpu_ns() -> u64 {
 struct UdpResult {
     offered: u64,
     received: u64,
-    /// CPU time of the senders, the router's workers and ksoftirqd during the run.
-    cpu_ns: u64,
+    /// CPU time of the senders (with the softirq work they did) during the run.
+    sender_cpu_ns: u64,
+    /// CPU time of the router's workers and of ksoftirqd during the run.
+    router_cpu_ns: u64,
     seconds: f64,
 }
 
@@ -284,20 +297,21 @@ fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
     let senders: Vec<_> = (0..options.senders)
         .map(|_| netns::in_namespace(&lab.a, move || udp_sender(deadline)))
         .collect();
-    let (mut offered, mut cpu) = (0, 0);
+    let (mut offered, mut sender_cpu_ns) = (0, 0);
     for sender in senders {
-        let (sent, sender_cpu) = sender.join().map_err(|_| "a sender panicked")??;
+        let (sent, cpu) = sender.join().map_err(|_| "a sender panicked")??;
         offered += sent;
-        cpu += sender_cpu;
+        sender_cpu_ns += cpu;
     }
     let seconds = started.elapsed().as_secs_f64();
     // Frames still queued in the router reach b within this pause.
     std::thread::sleep(Duration::from_millis(300));
-    cpu += router_and_softirq_cpu_ns().saturating_sub(cpu_before);
+    let router_cpu_ns = router_and_softirq_cpu_ns().saturating_sub(cpu_before);
     Ok(UdpResult {
         offered,
         received: lab.ip_in_receives(&lab.b)? - received_before,
-        cpu_ns: cpu,
+        sender_cpu_ns,
+        router_cpu_ns,
         seconds,
     })
 }
@@ -382,7 +396,11 @@ impl Outcome {
     }
     /// CPU nanoseconds spent per datagram that reached b.
     fn cpu_per_packet(&self) -> f64 {
-        self.udp.cpu_ns as f64 / self.udp.received.max(1) as f64
+        (self.udp.sender_cpu_ns + self.udp.router_cpu_ns) as f64 / self.udp.received.max(1) as f64
+    }
+    /// The router's workers' and ksoftirqd's share of it.
+    fn router_cpu_per_packet(&self) -> f64 {
+        self.udp.router_cpu_ns as f64 / self.udp.received.max(1) as f64
     }
 }
 
@@ -392,7 +410,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String> {
-    let lab = Lab::create("bench")?;
+    let lab = Lab::create_with_queues("bench", options.config.queues.len() as u32)?;
     lab.set_checksum_offload(options.offload)?;
     let router = match scenario {
         Scenario::Kernel => {
@@ -430,7 +448,8 @@ fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String
         Ok(UdpResult {
             offered: 0,
             received: 0,
-            cpu_ns: 0,
+            sender_cpu_ns: 0,
+            router_cpu_ns: 0,
             seconds: 1.0,
         })
     } else {
@@ -488,10 +507,11 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!(
-        "machine: {cores} cores, Linux {}; TX offload on the hosts' veths: {}; router: batch \
-         {}, ring {}, {} frames of {} B per queue, idle {:?}, {:?}",
+        "machine: {cores} cores, Linux {}; TX offload on the hosts' veths: {}; router: {} \
+         queue(s), batch {}, ring {}, {} frames of {} B per queue, idle {:?}, {:?}",
         kernel.trim(),
         if options.offload { "on" } else { "off" },
+        options.config.queues.len(),
         options.config.batch_size,
         options.config.ring_size,
         options.config.frames_per_queue,
@@ -528,12 +548,14 @@ fn main() {
     }
     println!();
     println!(
-        "{:<18} {:>13} {:>14} {:>7} {:>12} {:>11} {:>8}   each run: UDP Mpps / TCP Gbit/s",
+        "{:<18} {:>13} {:>14} {:>7} {:>12} {:>11} {:>11} {:>8}   each run: UDP Mpps / TCP \
+         Gbit/s",
         "forwarder",
         "offered Mpps",
         "received Mpps",
         "loss %",
         "CPU ns/pkt",
+        "of which r",
         "TCP Gbit/s",
         "retrans"
     );
@@ -547,6 +569,12 @@ fn main() {
         let tcp = median(outcomes.iter().map(|o| o.tcp.bits_per_second).collect());
         let retrans = median(outcomes.iter().map(|o| o.tcp.retransmits as f64).collect());
         let cpu = median(outcomes.iter().map(Outcome::cpu_per_packet).collect());
+        let router_cpu = median(
+            outcomes
+                .iter()
+                .map(Outcome::router_cpu_per_packet)
+                .collect(),
+        );
         let loss = if offered > 0.0 {
             100.0 * (1.0 - received / offered)
         } else {
@@ -563,12 +591,13 @@ fn main() {
             })
             .collect();
         println!(
-            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>12.0} {:>11.3} {:>8.0}   {}",
+            "{:<18} {:>13.3} {:>14.3} {:>7.1} {:>12.0} {:>11.0} {:>11.3} {:>8.0}   {}",
             scenario.name(),
             offered / 1e6,
             received / 1e6,
             loss,
             cpu,
+            router_cpu,
             tcp / 1e9,
             retrans,
             runs.join(" ")
