@@ -142,7 +142,7 @@ async fn a_router_gets_its_config_acks_it_and_the_operator_records_the_ack() {
     .await;
     assert_eq!(
         again.sink.applied(),
-        [expected.clone()],
+        std::slice::from_ref(&expected),
         "only the last-known-good load"
     );
     assert!(
@@ -440,8 +440,22 @@ async fn a_router_restarted_while_the_operator_is_down_starts_from_last_known_go
             s.applied_version.as_ref() == Some(&expected)
         })
         .await;
-    router.stop().await;
+    let mut board = op.dist.watch_routers();
+    until(&mut board, "the Ack recorded", |m| {
+        m.get("store-0142")
+            .is_some_and(|s| s.applied_version.as_ref() == Some(&expected))
+    })
+    .await;
+    // The operator stops with the router connected: it says so on the stream.
     op.stop().await;
+    let status = router
+        .until("the stop noticed", |s| {
+            !s.connected && s.last_error.is_some()
+        })
+        .await;
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("the operator is shutting down"), "{error}");
+    router.stop().await;
 
     // The operator is gone; the router restarts.
     let mut router = Router::start("store-0142", addr, &tls, &state);

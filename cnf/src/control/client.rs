@@ -302,26 +302,28 @@ impl ControlClient {
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         health.tick().await;
         loop {
-            tokio::select! {
+            let outgoing = tokio::select! {
                 message = inbound.message() => match message {
                     Ok(Some(RawOperatorMessage { snapshot: Some(raw) })) => {
-                        let answer = self.on_snapshot(raw).await;
-                        tx.send(answer)
-                            .await
-                            .map_err(|_| opened("the stream closed while answering".into()))?;
+                        self.on_snapshot(raw).await
                     }
                     Ok(Some(RawOperatorMessage { snapshot: None })) => {
                         tracing::debug!("a message of a kind this router does not know: ignored");
+                        continue;
                     }
                     Ok(None) => return Ok(()),
                     Err(status) => return Err(opened(explain_status(&status))),
                 },
-                _ = health.tick() => {
-                    let report = self.health();
-                    tx.send(report)
-                        .await
-                        .map_err(|_| opened("the stream closed while reporting health".into()))?;
-                }
+                _ = health.tick() => self.health(),
+            };
+            if tx.send(outgoing).await.is_err() {
+                // The stream ended while this router was busy; the operator's status says why.
+                let why =
+                    match tokio::time::timeout(Duration::from_secs(1), inbound.message()).await {
+                        Ok(Err(status)) => explain_status(&status),
+                        _ => "the stream closed while this router was sending".to_string(),
+                    };
+                return Err(opened(why));
             }
         }
     }

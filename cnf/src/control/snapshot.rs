@@ -221,7 +221,7 @@ mod tests {
         let r = raw(&config("store-1"));
         let version = String::from_utf8(r.version.clone()).expect("utf8");
         let result = apply(r, "store-1", &sink);
-        assert_eq!(sink.applied(), [version.clone()]);
+        assert_eq!(sink.applied(), std::slice::from_ref(&version));
         assert_eq!(
             answer(&result).kind,
             Some(router_message::Kind::Ack(Ack { version }))
@@ -258,7 +258,7 @@ mod tests {
         let version = String::from_utf8(r.version.clone()).expect("utf8");
         // Cut inside the tenant's prefix string: a length that runs past the end.
         r.config.truncate(r.config.len() - 3);
-        let err = apply(r, "store-1", &sink).err().expect("refused");
+        let err = apply(r, "store-1", &sink).expect_err("refused");
         assert_eq!(err.version, version);
         assert!(
             err.error
@@ -276,7 +276,7 @@ mod tests {
         // key_epoch (field 12, varint 3) is encoded last: two bytes.
         r.config.truncate(r.config.len() - 2);
         assert!(RouterConfig::decode(r.config.as_slice()).is_ok());
-        let err = apply(r, "store-1", &sink).err().expect("refused");
+        let err = apply(r, "store-1", &sink).expect_err("refused");
         assert!(err.error.contains("damaged or cut short"), "{}", err.error);
         assert!(sink.applied().is_empty());
     }
