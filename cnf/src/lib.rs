@@ -12,6 +12,7 @@ pub mod io;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;
+pub mod runtime;
 pub mod security;
 pub mod session;
 pub mod svr;

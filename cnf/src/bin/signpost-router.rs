@@ -1,14 +1,239 @@
-//! The router process. Its runtime — AF_XDP driver, config stream from the operator, admin API,
-//! telemetry — is not built yet (see the README's status table); until it is, the binary says so
-//! and fails instead of pretending to route.
+//! The router process: the config stream from the operator (mTLS, last-known-good), the
+//! session pipeline on AF_XDP (or AF_PACKET) packet I/O, and the admin API.
+//!
+//! ```text
+//! signpost-router --router store-0142 --operator https://10.0.0.1:7443 \
+//!     --tls-dir /etc/signpost/tls --state-dir /var/lib/signpost [--interfaces wan0,lan0]
+//! ```
+//!
+//! At start the router applies its last-known-good config (if any) and dials the operator;
+//! once it has a config it opens the interfaces (those given, or the devices the config
+//! names) and forwards. SIGINT or SIGTERM stops it.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use signpost_cnf::control::{ControlClient, ControlSettings};
+use signpost_cnf::io::{DriverChoice, IoConfig};
+use signpost_cnf::runtime::admin::AdminService;
+use signpost_cnf::runtime::{self, ConfigSlot, Runtime, RuntimeOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "signpost-router", version, about = "The Signpost router (CNF)")]
+struct Args {
+    /// This router's name (its certificate must name it).
+    #[arg(long)]
+    router: String,
+    /// The operator's distribution endpoint, https://HOST:PORT.
+    #[arg(long)]
+    operator: String,
+    /// The name the operator's certificate must carry (default: the operator URL's host).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Directory with ca.pem, tls.crt, tls.key (a cert-manager Secret's layout).
+    #[arg(long)]
+    tls_dir: PathBuf,
+    /// Directory for the last-known-good config.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Devices to run on, comma-separated (default: the devices the first config names).
+    #[arg(long, value_delimiter = ',')]
+    interfaces: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    driver: Driver,
+    /// Queue ids to serve, one worker each.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    queues: Vec<u32>,
+    /// WAN MTU: packets that metadata would push past it are dropped (counted).
+    #[arg(long, default_value_t = 1500)]
+    mtu: u16,
+    /// Admin gRPC address ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:7900")]
+    admin: String,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Driver {
+    Auto,
+    Xdp,
+    AfPacket,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn server_name_of(operator: &str) -> String {
+    let rest = operator.split("://").nth(1).unwrap_or(operator);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6).to_string();
+    }
+    authority.split(':').next().unwrap_or(authority).to_string()
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "signpost-router {}: the router runtime is not built yet (AF_XDP driver, config \
-         stream, admin API). See README, \"What works today\".",
-        env!("CARGO_PKG_VERSION")
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_or_stop<T>(
+    what: impl Future<Output = T>,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<T> {
+    tokio::select! {
+        v = what => Some(v),
+        () = stop => None,
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let slot = Arc::new(ConfigSlot::new());
+    let server_name = args
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server_name_of(&args.operator));
+    let settings = ControlSettings::new(
+        &args.router,
+        &args.operator,
+        &server_name,
+        args.tls_dir.clone(),
+        args.state_dir.clone(),
     );
-    ExitCode::from(2)
+    let client = ControlClient::new(settings, slot.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let control = tokio::spawn(client.run(stopped(stop_rx.clone())));
+    let mut signal = Box::pin(shutdown_signal());
+
+    // A config first (last-known-good or the operator's): it names the devices.
+    let first = async {
+        let mut logged = false;
+        loop {
+            if let Some(t) = slot.current() {
+                return t;
+            }
+            if !logged {
+                tracing::info!(operator = args.operator.as_str(), "waiting for a config");
+                logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let Some(tables) = wait_or_stop(first, &mut signal).await else {
+        let _ = stop_tx.send(true);
+        let _ = control.await;
+        return Ok(());
+    };
+    let interfaces = if args.interfaces.is_empty() {
+        runtime::config_devices(&tables)
+    } else {
+        args.interfaces.clone()
+    };
+    let mut io = IoConfig::new(interfaces);
+    io.queues = args.queues.clone();
+    io.driver = match args.driver {
+        Driver::Auto => DriverChoice::Auto,
+        Driver::Xdp => DriverChoice::Xdp,
+        Driver::AfPacket => DriverChoice::AfPacket,
+    };
+    let options = RuntimeOptions {
+        io,
+        pipeline: runtime::random_options(args.mtu),
+    };
+    let start_slot = slot.clone();
+    let data_plane = tokio::task::spawn_blocking(move || Runtime::start(start_slot, options))
+        .await
+        .map_err(|e| format!("starting the data plane: {e}"))??;
+    let data_plane = Arc::new(data_plane);
+
+    let admin = if args.admin == "off" {
+        None
+    } else {
+        let addr: SocketAddr = args
+            .admin
+            .parse()
+            .map_err(|_| format!("--admin `{}` is not an address:port", args.admin))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("admin API on {addr}: {e}"))?;
+        tracing::info!(%addr, "admin API listening");
+        let service = AdminService::new(data_plane.clone());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        Some(tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
+        ))
+    };
+
+    signal.await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = control.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    match Arc::try_unwrap(data_plane) {
+        Ok(dp) => tokio::task::spawn_blocking(move || dp.stop())
+            .await
+            .map_err(|e| format!("stopping the data plane: {e}"))?,
+        Err(_) => Ok(()),
+    }
 }

@@ -348,7 +348,7 @@ impl L3Forwarder {
     }
 
     /// Turns an ICMP echo request to the router into the reply, in place.
-    fn answer_echo(ip: &mut Ipv4Packet<&mut [u8]>) -> bool {
+    pub(crate) fn answer_echo(ip: &mut Ipv4Packet<&mut [u8]>) -> bool {
         if ip.protocol() != ip_protocol::ICMP || ip.is_fragment() {
             return false;
         }

@@ -25,7 +25,7 @@ pub mod af_packet;
 mod counters;
 pub mod l3;
 pub mod memory;
-mod sys;
+pub(crate) mod sys;
 pub mod xdp;
 
 use core::fmt;

@@ -48,6 +48,7 @@
 mod drop;
 pub mod ip;
 mod tables;
+mod view;
 #[doc(hidden)]
 pub mod testbed;
 
@@ -69,6 +70,7 @@ use crate::svr::{self, Classified, ContextAddrs, ControlMessage, Metadata, Sessi
 pub use drop::{Counters, DropReason};
 pub use ip::PacketBuf;
 pub use tables::{ConfigError, Lan, Peer, PeerPath, Route, Tables, Wan};
+pub use view::{PathView, SessionView};
 
 /// An interface of the router, by kind and index in the config's interface list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -30,6 +30,8 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone)]
 pub struct Wan {
     pub name: String,
+    /// The operating system device (the config's `device`, or `name` when that is empty).
+    pub device: String,
     pub vector: String,
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
@@ -62,6 +64,8 @@ impl Wan {
 #[derive(Debug, Clone)]
 pub struct Lan {
     pub name: String,
+    /// The operating system device (the config's `device`, or `name` when that is empty).
+    pub device: String,
     pub addresses: Vec<IpAddr>,
 }
 
@@ -126,6 +130,10 @@ fn ports(range: Option<&PortRange>, what: &str) -> Result<(u16, u16), ConfigErro
     }
 }
 
+fn device(device: &str, name: &str) -> String {
+    if device.is_empty() { name } else { device }.to_string()
+}
+
 fn address(text: &str, what: &str) -> Result<IpAddr, ConfigError> {
     let bare = text.split('/').next().unwrap_or(text);
     bare.parse()
@@ -140,6 +148,7 @@ impl Tables {
             let what = format!("WAN interface `{}`", w.name);
             let mut wan = Wan {
                 name: w.name.clone(),
+                device: device(&w.device, &w.name),
                 vector: w.vector.clone(),
                 v4: None,
                 v6: None,
@@ -171,6 +180,7 @@ impl Tables {
                 .collect::<Result<_, _>>()?;
             lans.push(Lan {
                 name: l.name.clone(),
+                device: device(&l.device, &l.name),
                 addresses,
             });
         }

@@ -165,6 +165,11 @@ impl<S> Session<S> {
         self.bytes
     }
 
+    /// Milliseconds since the table's base instant when the session last saw a packet.
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms
+    }
+
     fn protocol(&self) -> u8 {
         self.keys[0].protocol()
     }
@@ -251,6 +256,11 @@ impl<S> SessionTable<S> {
     pub fn set_limits(&mut self, limits: TableLimits, timeouts: Timeouts) {
         self.limits = limits;
         self.timeouts = timeouts;
+    }
+
+    /// The instant `Session::last_seen_ms` counts from.
+    pub fn base(&self) -> Instant {
+        self.base
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,361 @@
+//! The router's admin API (`signpost.v1.Admin`): sessions, paths, counters, and "explain" —
+//! what the router would do with a flow's first packet, step by step. Served on a local
+//! address in plain HTTP/2 (like FRR's vtysh, it is for whoever is on the router's host or pod);
+//! `signpostctl sessions | paths | counters | explain --router ADDR` reads it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use signpost_proto::v1::admin_server::{Admin, AdminServer};
+use signpost_proto::v1::{
+    Counter, ExplainRequest, ExplainResponse, FiveTuple, GetCountersRequest, GetCountersResponse,
+    Label, ListPathsRequest, ListPathsResponse, ListSessionsRequest, ListSessionsResponse,
+    PathState, PathStatus, Protocol, SessionInfo,
+};
+use tonic::{Request, Response, Status};
+
+use super::Runtime;
+use crate::classify::TenantId;
+use crate::packet::ip_protocol;
+use crate::session::FlowKey;
+
+/// Sessions returned when a request asks for no limit.
+pub const DEFAULT_SESSION_LIMIT: usize = 1000;
+
+/// The admin service over a running router.
+pub struct AdminService {
+    runtime: Arc<Runtime>,
+}
+
+impl AdminService {
+    pub fn new(runtime: Arc<Runtime>) -> AdminServer<Self> {
+        AdminServer::new(Self { runtime })
+    }
+}
+
+fn five_tuple(key: &FlowKey) -> FiveTuple {
+    FiveTuple {
+        src: key.src().to_string(),
+        dst: key.dst().to_string(),
+        src_port: u32::from(key.src_port()),
+        dst_port: u32::from(key.dst_port()),
+        protocol: match key.protocol() {
+            ip_protocol::TCP => Protocol::Tcp,
+            ip_protocol::UDP => Protocol::Udp,
+            ip_protocol::ICMP => Protocol::Icmp,
+            _ => Protocol::Unspecified,
+        } as i32,
+    }
+}
+
+fn counter(name: &str, labels: &[(&str, &str)], value: u64) -> Counter {
+    let mut labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label {
+            key: (*k).to_string(),
+            value: (*v).to_string(),
+        })
+        .collect();
+    labels.sort_by(|a, b| a.key.cmp(&b.key));
+    Counter {
+        name: name.to_string(),
+        labels,
+        value,
+    }
+}
+
+/// Every counter of the router, named as the Prometheus exporter names them.
+pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
+    let snap = runtime.counters();
+    let p = &snap.pipeline;
+    let mut out = Vec::new();
+    for reason in super::drop_reasons() {
+        out.push(counter(
+            "signpost_drops_total",
+            &[("reason", reason.name())],
+            p.dropped(*reason),
+        ));
+    }
+    for (name, _, value) in snap.runtime.named() {
+        out.push(counter("signpost_runtime_frames_total", &[("event", name)], value));
+    }
+    for (name, value) in [
+        ("to-wan", p.to_wan),
+        ("to-lan", p.to_lan),
+        ("local", p.local),
+    ] {
+        out.push(counter(
+            "signpost_forwarded_packets_total",
+            &[("direction", name)],
+            value,
+        ));
+    }
+    for (name, value) in [
+        ("created", p.sessions_created),
+        ("expired", p.sessions_expired),
+        ("closed-by-peer", p.sessions_closed_by_peer),
+        ("rebound", p.sessions_rebound),
+    ] {
+        out.push(counter("signpost_session_events_total", &[("event", name)], value));
+    }
+    out.push(counter("signpost_metadata_packets_total", &[("direction", "sent")], p.metadata_sent));
+    out.push(counter(
+        "signpost_metadata_packets_total",
+        &[("direction", "received")],
+        p.metadata_received,
+    ));
+    out.push(counter("signpost_sessions", &[], snap.sessions));
+    for ((tenant, service), n) in &snap.sessions_by {
+        out.push(counter(
+            "signpost_sessions_by_service",
+            &[("tenant", tenant), ("service", service)],
+            *n,
+        ));
+    }
+    out.push(counter("signpost_session_table_bytes", &[], snap.session_table_bytes));
+    for (device, s) in runtime.port_stats() {
+        for (what, value) in [
+            ("rx_packets", s.rx_packets),
+            ("rx_bytes", s.rx_bytes),
+            ("tx_packets", s.tx_packets),
+            ("tx_bytes", s.tx_bytes),
+            ("dropped_rx", s.dropped_rx),
+            ("dropped_tx", s.dropped_tx),
+            ("kernel_rx_dropped", s.kernel_rx_dropped),
+        ] {
+            out.push(counter(
+                &format!("signpost_interface_{what}_total"),
+                &[("interface", &device)],
+                value,
+            ));
+        }
+    }
+    out
+}
+
+fn parse_protocol(p: i32) -> Result<u8, Status> {
+    match Protocol::try_from(p) {
+        Ok(Protocol::Tcp) => Ok(ip_protocol::TCP),
+        Ok(Protocol::Udp) => Ok(ip_protocol::UDP),
+        Ok(Protocol::Icmp) => Ok(ip_protocol::ICMP),
+        _ => Err(Status::invalid_argument(
+            "flow.protocol must be tcp, udp or icmp",
+        )),
+    }
+}
+
+/// What the router's tables say about a first packet arriving on `ingress` (a LAN interface
+/// name, optionally `NAME@VLAN`), in words.
+pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainResponse, Status> {
+    let Some(tables) = runtime.slot.current() else {
+        return Err(Status::failed_precondition(
+            "this router has no config yet",
+        ));
+    };
+    let flow = request
+        .flow
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("flow is required"))?;
+    let src: IpAddr = flow
+        .src
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("flow.src `{}` is not an address", flow.src)))?;
+    let dst: IpAddr = flow
+        .dst
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("flow.dst `{}` is not an address", flow.dst)))?;
+    let protocol = parse_protocol(flow.protocol)?;
+    let port = u16::try_from(flow.dst_port)
+        .map_err(|_| Status::invalid_argument("flow.dst_port is above 65535"))?;
+    let (name, vlan) = match request.ingress.split_once('@') {
+        Some((n, v)) => (
+            n,
+            Some(v.parse::<u16>().map_err(|_| {
+                Status::invalid_argument(format!("`{v}` is not a VLAN id"))
+            })?),
+        ),
+        None => (request.ingress.as_str(), None),
+    };
+    let mut out = ExplainResponse::default();
+    let deny = |mut out: ExplainResponse, reason: &str, step: String| {
+        out.reason = reason.to_string();
+        out.steps.push(step);
+        Ok(out)
+    };
+    let Some(lan) = tables.lans.iter().position(|l| l.name == name) else {
+        let names: Vec<&str> = tables.lans.iter().map(|l| l.name.as_str()).collect();
+        return Err(Status::invalid_argument(format!(
+            "`{name}` is not a LAN interface of router {} (it has: {})",
+            tables.router,
+            names.join(", ")
+        )));
+    };
+    let c = &tables.classifier;
+    let Some(tenant) = c.tenant(lan, vlan, src) else {
+        return deny(
+            out,
+            "no-tenant",
+            format!("source {src} on {} belongs to no tenant", request.ingress),
+        );
+    };
+    out.tenant = c.tenant_info(tenant).name.clone();
+    out.steps.push(format!("source {src} on {} → tenant {}", request.ingress, out.tenant));
+    let Some(service) = c.service(dst, protocol, port) else {
+        return deny(
+            out,
+            "no-service",
+            format!("{dst} port {port} matches no service"),
+        );
+    };
+    out.service = c.service_info(service).name.clone();
+    out.steps.push(format!("{dst} port {port} → service {}", out.service));
+    // The tenant or an enclosing one may hold the rule, as in the pipeline.
+    let mut holder = Some(tenant);
+    let mut rule = None;
+    while let Some(t) = holder {
+        if let Some(r) = c.rule(t, service) {
+            rule = Some(r);
+            break;
+        }
+        holder = c.tenant_info(TenantId(t.0)).parent;
+    }
+    let Some(rule) = rule else {
+        let step = format!(
+            "no policy allows {} to reach {} (deny by default)",
+            out.tenant, out.service
+        );
+        return deny(out, "no-policy", step);
+    };
+    let info = c.rule_info(rule);
+    out.policy = info.policy.clone();
+    out.steps.push(format!(
+        "policy {} allows it, security {}",
+        info.policy,
+        crate::pipeline::Pipeline::security_name(info.security)
+    ));
+    if tables.fronted_addresses(service).is_some() {
+        out.allowed = true;
+        out.steps.push("this router fronts the service: delivered on its LAN".into());
+        return Ok(out);
+    }
+    let Some(route) = tables.routes_of(service).first() else {
+        let step = format!("no peer of this router fronts {}", out.service);
+        return deny(out, "no-route", step);
+    };
+    let Some(peer) = tables.peers.get(usize::from(route.peer)) else {
+        return deny(out, "no-route", "the service's peer is gone".into());
+    };
+    out.peer = peer.name.clone();
+    let preference = &info.path_preference;
+    let path = if preference.is_empty() {
+        peer.paths.first()
+    } else {
+        preference
+            .iter()
+            .find_map(|v| peer.paths.iter().find(|p| &p.vector == v))
+    };
+    match path {
+        Some(p) => {
+            out.path_id = p.id.clone();
+            out.allowed = true;
+            out.steps.push(format!(
+                "to peer {} over path {} ({}), path preference [{}]; the live path state can \
+                 move it to the next allowed path",
+                peer.name,
+                p.id,
+                p.vector,
+                preference.join(", ")
+            ));
+            Ok(out)
+        }
+        None => {
+            let step = format!(
+                "peer {} has no path with a vector the policy allows ([{}])",
+                peer.name,
+                preference.join(", ")
+            );
+            deny(out, "no-path", step)
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_sessions(
+        &self,
+        request: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let r = request.into_inner();
+        let limit = if r.limit == 0 {
+            DEFAULT_SESSION_LIMIT
+        } else {
+            r.limit as usize
+        };
+        let mut views = self.runtime.sessions(Instant::now());
+        views.retain(|v| {
+            (r.tenant.is_empty() || v.tenant == r.tenant)
+                && (r.service.is_empty() || v.service == r.service)
+        });
+        views.sort_by(|a, b| a.idle.cmp(&b.idle).then_with(|| a.id.cmp(&b.id)));
+        let total = views.len() as u64;
+        let sessions = views
+            .into_iter()
+            .take(limit)
+            .map(|v| SessionInfo {
+                id: v.id,
+                tenant: v.tenant,
+                service: v.service,
+                original: Some(five_tuple(&v.original)),
+                waypoint: Some(five_tuple(&v.waypoint)),
+                peer: v.peer,
+                path_id: v.path,
+                security: v.security as i32,
+                packets: 0,
+                bytes: v.bytes,
+                age_ms: 0,
+                idle_ms: u64::try_from(v.idle.as_millis()).unwrap_or(u64::MAX),
+                state: format!("{} {}", v.role, v.state),
+            })
+            .collect();
+        Ok(Response::new(ListSessionsResponse { sessions, total }))
+    }
+
+    async fn list_paths(
+        &self,
+        _request: Request<ListPathsRequest>,
+    ) -> Result<Response<ListPathsResponse>, Status> {
+        let paths = self
+            .runtime
+            .paths()
+            .into_iter()
+            .map(|p| PathStatus {
+                peer: p.peer,
+                path_id: p.path,
+                state: if p.up { PathState::Up } else { PathState::Down } as i32,
+                sessions: p.sessions,
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(ListPathsResponse { paths }))
+    }
+
+    async fn get_counters(
+        &self,
+        request: Request<GetCountersRequest>,
+    ) -> Result<Response<GetCountersResponse>, Status> {
+        let prefix = request.into_inner().prefix;
+        let counters = all_counters(&self.runtime)
+            .into_iter()
+            .filter(|c| c.name.starts_with(&prefix))
+            .collect();
+        Ok(Response::new(GetCountersResponse { counters }))
+    }
+
+    async fn explain(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<ExplainResponse>, Status> {
+        explain(&self.runtime, &request.into_inner()).map(Response::new)
+    }
+}

@@ -1,0 +1,442 @@
+//! The router runtime: the session pipeline on real interfaces.
+//!
+//! ```text
+//!  operator ──mTLS──▶ ControlClient ──▶ ConfigSlot ──(generation)──▶ housekeeping thread
+//!                                                                        │ install, timers,
+//!  NIC queue ──AF_XDP/AF_PACKET──▶ SessionForwarder ─lock─▶ Worker ◀─────┘ control messages
+//!                                      (per frame)         (Pipeline, neighbours, counters)
+//! ```
+//!
+//! - [`ConfigSlot`] is the [`ConfigSink`] the control client applies configs to: it builds the
+//!   pipeline [`Tables`] (which validates the config), checks that every interface the config
+//!   names is one this router runs on, and publishes them with a new generation. A refused
+//!   config leaves the previous one in force and its error goes back to the operator as a Nack.
+//! - One [`worker::Worker`] per driver queue holds that queue's [`Pipeline`] (sessions are per
+//!   worker), the neighbour table and the runtime's own counters. The worker thread locks it
+//!   per frame; the housekeeping thread locks it every [`HOUSEKEEPING`] to install a new
+//!   config generation (so a config is swapped between two frames, never during one), expire
+//!   sessions, send the pipeline's control messages and expire held packets; the admin API
+//!   and metrics lock it to read.
+//! - Ethernet is the runtime's business, not the pipeline's: [`worker`] strips and writes
+//!   Ethernet/802.1Q headers, answers ARP for the router's addresses, resolves next hops with
+//!   its own ARP ([`neighbor`]), and answers ICMP echo to the router. Router-originated frames
+//!   leave through [`raw::RawSenders`].
+//!
+//! Deployment notes. The router's devices should carry no kernel IP addresses (the config
+//! holds them): with AF_XDP the kernel never sees the traffic anyway, and with the AF_PACKET
+//! fallback a kernel address would make the kernel answer too (RSTs, ICMP unreachable). Turn
+//! TX checksum offload off on veths that send into the router (see [`crate::io`]). With more
+//! than one queue, each queue has its own sessions, so both directions of a flow must hash to
+//! the same queue index on every interface; one queue (the default) is always correct.
+
+pub mod admin;
+pub mod neighbor;
+pub mod raw;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use signpost_proto::v1::RouterConfig;
+
+use crate::control::ConfigSink;
+use crate::io::{self, IoConfig, PortId, PortStats};
+use crate::packet::MacAddress;
+use crate::pipeline::{Counters, DropReason, Options, PathView, SessionView, Tables};
+use raw::RawSenders;
+use worker::{SessionForwarder, Worker};
+
+/// How often the housekeeping thread visits each worker.
+pub const HOUSEKEEPING: Duration = Duration::from_millis(10);
+/// Session table slots the housekeeping thread examines per worker per visit.
+const SWEEP_BUDGET: usize = 4096;
+
+/// One interface the router runs on, as the operating system describes it.
+#[derive(Clone, Debug)]
+pub struct Port {
+    pub device: String,
+    pub mac: MacAddress,
+    /// IPv4 addresses the kernel has on it (usually none: the config carries them).
+    pub os_v4: Vec<Ipv4Addr>,
+    /// Complete ARP entries the kernel had for it at start.
+    pub static_neighbors: Vec<(Ipv4Addr, MacAddress)>,
+}
+
+macro_rules! runtime_counters {
+    ($($field:ident => $name:literal: $help:literal,)*) => {
+        /// What the runtime did with frames around the pipeline (the pipeline counts its own).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct RuntimeCounters { $(pub $field: u64,)* }
+
+        impl RuntimeCounters {
+            /// (metric name, help, value) for each counter.
+            pub fn named(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$(($name, $help, self.$field),)*]
+            }
+
+            fn add(&mut self, o: &RuntimeCounters) {
+                $(self.$field += o.$field;)*
+            }
+        }
+    };
+}
+
+runtime_counters! {
+    malformed => "malformed": "frames too short for their Ethernet or ARP header",
+    not_for_us => "not-for-us": "frames for another link-layer address",
+    other_ethertype => "other-ethertype": "frames neither IPv4, IPv6 nor ARP",
+    unknown_port => "unknown-port": "frames from a port the runtime does not know",
+    unconfigured_port => "unconfigured-port": "frames on (or for) an interface the config does not name",
+    no_config => "no-config": "IP packets before any config was applied",
+    no_room => "no-room": "packets that no longer fit their buffer",
+    neighbor_ipv6_unsupported => "neighbor-ipv6-unsupported": "packets for an IPv6 next hop (no neighbour discovery yet)",
+    neighbor_held => "neighbor-held": "packets held while their next hop was resolved",
+    neighbor_queue_full => "neighbor-queue-full": "packets dropped: too many held for one next hop",
+    neighbor_expired => "neighbor-expired": "held packets dropped: their next hop never answered",
+    neighbor_released => "neighbor-released": "held packets sent once their next hop answered",
+    arp_seen => "arp-seen": "ARP packets learned from and not answered",
+    arp_replies => "arp-replies": "ARP requests for the router's addresses answered",
+    arp_requests => "arp-requests": "ARP requests the router sent",
+    no_source_address => "no-source-address": "ARP requests not sent: no IPv4 address on the port",
+    echo_replies => "echo-replies": "ICMP echo requests to the router answered",
+    local_dropped => "local-dropped": "other packets for the router itself, dropped",
+    raw_send_errors => "raw-send-errors": "router-originated frames the kernel refused",
+    originated => "originated": "SVR control messages sent",
+}
+
+/// The device names a config's interfaces use, WANs first.
+pub fn config_devices(tables: &Tables) -> Vec<String> {
+    let mut devices: Vec<String> = tables.wans.iter().map(|w| w.device.clone()).collect();
+    devices.extend(tables.lans.iter().map(|l| l.device.clone()));
+    devices
+}
+
+/// The config in force, as the control client applied it; see the module docs.
+#[derive(Default)]
+pub struct ConfigSlot {
+    current: ArcSwapOption<Tables>,
+    generation: AtomicU64,
+    /// Set once the runtime has opened its interfaces: later configs must stay within them.
+    devices: OnceLock<Vec<String>>,
+}
+
+impl ConfigSlot {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn current(&self) -> Option<Arc<Tables>> {
+        self.current.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn check_devices(&self, tables: &Tables) -> Result<(), String> {
+        let Some(open) = self.devices.get() else {
+            return Ok(());
+        };
+        for (kind, name, device) in tables
+            .wans
+            .iter()
+            .map(|w| ("WAN", &w.name, &w.device))
+            .chain(tables.lans.iter().map(|l| ("LAN", &l.name, &l.device)))
+        {
+            if !open.contains(device) {
+                return Err(format!(
+                    "{kind} interface `{name}` is on device `{device}`, which this router did not \
+                     open at start (it runs on {}); restart the router to change its devices",
+                    open.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConfigSink for ConfigSlot {
+    fn apply(&self, config: RouterConfig, version: &str) -> Result<(), String> {
+        let tables = Tables::new(&config, version).map_err(|e| e.to_string())?;
+        self.check_devices(&tables)?;
+        self.current.store(Some(Arc::new(tables)));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::info!(version, "config applied");
+        Ok(())
+    }
+}
+
+/// Settings of the runtime that are not in the config.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    pub io: IoConfig,
+    pub pipeline: Options,
+}
+
+/// Counters of every worker, added up.
+#[derive(Clone, Debug, Default)]
+pub struct CounterSnapshot {
+    pub pipeline: Counters,
+    pub runtime: RuntimeCounters,
+    pub sessions: u64,
+    /// Live sessions per (tenant, service).
+    pub sessions_by: BTreeMap<(String, String), u64>,
+    pub session_table_bytes: u64,
+    /// Version of the config in force ("" before the first).
+    pub config_version: String,
+}
+
+fn add_counters(into: &mut Counters, from: &Counters) {
+    for (a, b) in into.drops.iter_mut().zip(from.drops.iter()) {
+        *a += b;
+    }
+    into.to_wan += from.to_wan;
+    into.to_lan += from.to_lan;
+    into.sessions_created += from.sessions_created;
+    into.sessions_expired += from.sessions_expired;
+    into.sessions_closed_by_peer += from.sessions_closed_by_peer;
+    into.sessions_rebound += from.sessions_rebound;
+    into.metadata_sent += from.metadata_sent;
+    into.metadata_received += from.metadata_received;
+    into.local += from.local;
+}
+
+/// The running data plane. Dropping it stops the workers.
+pub struct Runtime {
+    slot: Arc<ConfigSlot>,
+    ports: Arc<[Port]>,
+    workers: Vec<Arc<Mutex<Worker>>>,
+    io: Option<io::Running>,
+    stop: Arc<AtomicBool>,
+    housekeeping: Option<JoinHandle<()>>,
+}
+
+fn lock(worker: &Mutex<Worker>) -> std::sync::MutexGuard<'_, Worker> {
+    worker.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Runtime {
+    /// Reads the interfaces of `options.io` in the calling thread's network namespace, opens
+    /// the packet driver on them and starts the workers with the config in `slot` (if any; a
+    /// later config is installed when it arrives). Fails with the reason when an interface is
+    /// missing or the config in force names a device not in the list.
+    pub fn start(slot: Arc<ConfigSlot>, options: RuntimeOptions) -> Result<Runtime, String> {
+        let devices = options.io.interfaces.clone();
+        let read = io::l3::Tables::read_namespace(&devices).map_err(|e| e.to_string())?;
+        let ports: Arc<[Port]> = devices
+            .iter()
+            .zip(read.ports)
+            .enumerate()
+            .map(|(i, (device, p))| Port {
+                device: device.clone(),
+                mac: p.mac,
+                os_v4: p.addresses,
+                static_neighbors: read
+                    .neighbors
+                    .iter()
+                    .filter(|n| n.port.index() == i)
+                    .map(|n| (n.address, n.mac))
+                    .collect(),
+            })
+            .collect();
+        if slot.devices.set(devices.clone()).is_err() {
+            return Err("this config slot already serves a running router".into());
+        }
+        if let Some(tables) = slot.current() {
+            slot.check_devices(&tables)?;
+        }
+        let raw = Arc::new(RawSenders::open(&devices).map_err(|e| e.to_string())?);
+        let now = Instant::now();
+        let mut workers = Vec::new();
+        let running = io::start(&options.io, |_queue| {
+            let mut worker = Worker::new(ports.clone(), raw.clone(), now);
+            if let Some(tables) = slot.current() {
+                worker.install(now, tables, slot.generation(), options.pipeline);
+            }
+            let worker = Arc::new(Mutex::new(worker));
+            workers.push(worker.clone());
+            SessionForwarder { worker }
+        })
+        .map_err(|e| e.to_string())?;
+        tracing::info!(
+            driver = ?running.driver(),
+            interfaces = %devices.join(","),
+            queues = workers.len(),
+            "packet I/O started"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let housekeeping = {
+            let (slot, workers, stop) = (slot.clone(), workers.clone(), stop.clone());
+            let pipeline_options = options.pipeline;
+            std::thread::Builder::new()
+                .name("housekeeping".into())
+                .spawn(move || housekeeping(&slot, &workers, &stop, pipeline_options))
+                .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?
+        };
+        Ok(Runtime {
+            slot,
+            ports,
+            workers,
+            io: Some(running),
+            stop,
+            housekeeping: Some(housekeeping),
+        })
+    }
+
+    pub fn driver(&self) -> Option<io::DriverKind> {
+        self.io.as_ref().map(io::Running::driver)
+    }
+
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// Per port (device name), the driver's counters over all queues.
+    pub fn port_stats(&self) -> Vec<(String, PortStats)> {
+        let Some(io) = &self.io else {
+            return Vec::new();
+        };
+        self.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.device.clone(), io.port_stats(PortId(i as u16))))
+            .collect()
+    }
+
+    pub fn sessions(&self, now: Instant) -> Vec<SessionView> {
+        let mut out = Vec::new();
+        for w in &self.workers {
+            if let Some(p) = &lock(w).pipeline {
+                out.extend(p.session_views(now));
+            }
+        }
+        out
+    }
+
+    /// Paths as the first worker sees them, with session counts of all workers.
+    pub fn paths(&self) -> Vec<PathView> {
+        let mut out: Vec<PathView> = Vec::new();
+        for w in &self.workers {
+            let Some(p) = &lock(w).pipeline else { continue };
+            let views = p.path_views();
+            if out.is_empty() {
+                out = views;
+            } else {
+                for (a, b) in out.iter_mut().zip(views) {
+                    a.sessions += b.sessions;
+                }
+            }
+        }
+        out
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        let mut snap = CounterSnapshot {
+            config_version: self
+                .slot
+                .current()
+                .map(|t| t.version.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        for w in &self.workers {
+            let w = lock(w);
+            snap.runtime.add(&w.counters);
+            if let Some(p) = &w.pipeline {
+                add_counters(&mut snap.pipeline, p.counters());
+                snap.sessions += p.sessions().len() as u64;
+                snap.session_table_bytes += p.sessions().memory_bytes() as u64;
+                for (key, n) in p.session_counts() {
+                    *snap.sessions_by.entry(key).or_default() += n;
+                }
+            }
+        }
+        snap
+    }
+
+    /// Stops the workers and the housekeeping thread; reports a worker's failure.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.housekeeping.take() {
+            let _ = h.join();
+        }
+        match self.io.take() {
+            Some(io) => io.stop().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::error!(%error, "packet I/O stopped with an error");
+        }
+    }
+}
+
+fn housekeeping(
+    slot: &ConfigSlot,
+    workers: &[Arc<Mutex<Worker>>],
+    stop: &AtomicBool,
+    options: Options,
+) {
+    let mut buf = vec![0u8; 2048];
+    let mut control = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        let generation = slot.generation();
+        for w in workers {
+            let mut w = lock(w);
+            if w.generation != generation
+                && let Some(tables) = slot.current()
+            {
+                w.install(now, tables, generation, options);
+            }
+            if let Some(p) = w.pipeline.as_mut() {
+                p.poll_timers(now, SWEEP_BUDGET);
+                while let Some((egress, len)) = p.poll_transmit(&mut buf) {
+                    if let Some(packet) = buf.get(..len) {
+                        control.push((egress, packet.to_vec()));
+                    }
+                }
+            }
+            for (egress, packet) in control.drain(..) {
+                w.originate(now, egress, &packet);
+            }
+            let expired = w.neighbors.expire(now);
+            w.counters.neighbor_expired += expired;
+        }
+        std::thread::sleep(HOUSEKEEPING);
+    }
+}
+
+/// The drop reasons the pipeline counts, with their metric names, for exporters.
+pub fn drop_reasons() -> &'static [DropReason] {
+    DropReason::ALL
+}
+
+/// Random seeds for the session hash and UUIDs (per process, so they cannot be predicted).
+pub fn random_options(mtu: u16) -> Options {
+    let mut bytes = [0u8; 24];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    Options {
+        mtu,
+        hash_seed: word(0),
+        uuid_seed: [word(1), word(2)],
+    }
+}

@@ -1,0 +1,395 @@
+//! One packet worker's state and what it does to a frame around the session pipeline: Ethernet
+//! and 802.1Q in and out, ARP for the router's addresses, neighbour resolution, ICMP echo to the
+//! router, and the pipeline in between (which sees IP packets only).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use super::neighbor::{Neighbors, Resolution};
+use super::raw::RawSenders;
+use super::{Port, RuntimeCounters};
+use crate::io::l3::L3Forwarder;
+use crate::io::{Forwarder, Frame, PortId, Verdict};
+use crate::packet::arp::operation;
+use crate::packet::ethernet::ethertype;
+use crate::packet::{ArpPacket, EthernetFrame, Ipv4Packet, MacAddress};
+use crate::pipeline::{Action, Egress, Ingress, Interface, PacketBuf, Pipeline, Tables};
+
+const ETH: usize = 14;
+const ETH_VLAN: usize = 18;
+/// An ARP request or reply: Ethernet header and the 28-byte IPv4 ARP body, padded to 60.
+const ARP_FRAME: usize = 60;
+
+/// A worker's state. The worker thread locks it per frame (uncontended: a few nanoseconds); the
+/// housekeeping thread and the admin API lock it briefly.
+pub struct Worker {
+    pub(super) pipeline: Option<Pipeline>,
+    /// Generation of the tables `pipeline` runs.
+    pub(super) generation: u64,
+    ports: Arc<[Port]>,
+    /// By port: the config's interface on it.
+    port_iface: Vec<Option<Interface>>,
+    iface_port: HashMap<Interface, usize>,
+    /// By port: IPv4 addresses the router answers ARP and ping for.
+    own_v4: Vec<Vec<Ipv4Addr>>,
+    pub(super) neighbors: Neighbors,
+    raw: Arc<RawSenders>,
+    pub(super) counters: RuntimeCounters,
+}
+
+impl Worker {
+    pub fn new(ports: Arc<[Port]>, raw: Arc<RawSenders>, now: Instant) -> Self {
+        let mut neighbors = Neighbors::new(ports.len());
+        for (i, p) in ports.iter().enumerate() {
+            for (address, mac) in &p.static_neighbors {
+                neighbors.insert(i, *address, *mac, now);
+            }
+        }
+        Self {
+            pipeline: None,
+            generation: 0,
+            port_iface: vec![None; ports.len()],
+            iface_port: HashMap::new(),
+            own_v4: ports.iter().map(|p| p.os_v4.clone()).collect(),
+            ports,
+            neighbors,
+            raw,
+            counters: RuntimeCounters::default(),
+        }
+    }
+
+    /// Runs `tables` from now on (a first config starts the pipeline; later ones go through
+    /// [`Pipeline::set_tables`], which keeps the sessions the new config still allows).
+    pub fn install(&mut self, now: Instant, tables: Arc<Tables>, generation: u64, options: crate::pipeline::Options) {
+        self.port_iface = vec![None; self.ports.len()];
+        self.iface_port.clear();
+        self.own_v4 = self.ports.iter().map(|p| p.os_v4.clone()).collect();
+        let position = |device: &str| self.ports.iter().position(|p| p.device == device);
+        for (i, w) in tables.wans.iter().enumerate() {
+            if let (Some(port), Ok(i)) = (position(&w.device), u8::try_from(i)) {
+                self.port_iface[port] = Some(Interface::Wan(i));
+                self.iface_port.insert(Interface::Wan(i), port);
+                if let Some(v4) = w.v4 {
+                    self.own_v4[port].push(v4);
+                }
+            }
+        }
+        for (i, l) in tables.lans.iter().enumerate() {
+            if let (Some(port), Ok(i)) = (position(&l.device), u8::try_from(i)) {
+                self.port_iface[port] = Some(Interface::Lan(i));
+                self.iface_port.insert(Interface::Lan(i), port);
+                for a in &l.addresses {
+                    if let IpAddr::V4(v4) = a {
+                        self.own_v4[port].push(*v4);
+                    }
+                }
+            }
+        }
+        match &mut self.pipeline {
+            Some(p) => p.set_tables(tables),
+            None => self.pipeline = Some(Pipeline::new(now, tables, options)),
+        }
+        self.generation = generation;
+    }
+
+    fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
+        let port = ingress.index();
+        let Some(port_mac) = self.ports.get(port).map(|p| p.mac) else {
+            self.counters.unknown_port += 1;
+            return Verdict::Drop;
+        };
+        let (dst, kind, vlan, l2) = match EthernetFrame::new_checked(frame.data()) {
+            Ok(eth) => (
+                eth.dst_addr(),
+                eth.ethertype(),
+                eth.vlan_id(),
+                eth.header_len(),
+            ),
+            Err(_) => {
+                self.counters.malformed += 1;
+                return Verdict::Drop;
+            }
+        };
+        if dst != port_mac && !dst.is_multicast() {
+            self.counters.not_for_us += 1;
+            return Verdict::Drop;
+        }
+        match kind {
+            ethertype::ARP => return self.arp(now, port, port_mac, frame),
+            ethertype::IPV4 | ethertype::IPV6 if dst == port_mac => {}
+            ethertype::IPV4 | ethertype::IPV6 => {
+                self.counters.not_for_us += 1;
+                return Verdict::Drop;
+            }
+            _ => {
+                self.counters.other_ethertype += 1;
+                return Verdict::Drop;
+            }
+        }
+        let Some(interface) = self.port_iface.get(port).copied().flatten() else {
+            self.counters.unconfigured_port += 1;
+            return Verdict::Drop;
+        };
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            self.counters.no_config += 1;
+            return Verdict::Drop;
+        };
+        let len = frame.len();
+        if frame.set_len(frame.capacity()).is_err() {
+            self.counters.malformed += 1;
+            return Verdict::Drop;
+        }
+        let buf = frame.data_mut();
+        let (action, ip_len) = {
+            let Some(ip) = buf.get_mut(l2..) else {
+                self.counters.malformed += 1;
+                return Verdict::Drop;
+            };
+            let mut pkt = PacketBuf::new(ip, len.saturating_sub(l2));
+            let action = pipeline.handle(now, Ingress { interface, vlan }, &mut pkt);
+            (action, pkt.len())
+        };
+        match action {
+            Action::Forward(egress) => self.forward(now, frame, l2, ip_len, egress),
+            Action::Local => {
+                let _ = frame.set_len(l2 + ip_len);
+                self.local(port, port_mac, frame, l2)
+            }
+            Action::Consumed | Action::Drop(_) => Verdict::Drop,
+        }
+    }
+
+    /// Frames the pipeline's IP packet (at `l2..l2 + ip_len`) for `egress` and sends it, or
+    /// holds it for its next hop's address.
+    fn forward(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        l2: usize,
+        ip_len: usize,
+        egress: Egress,
+    ) -> Verdict {
+        let Some(port) = self.iface_port.get(&egress.interface).copied() else {
+            self.counters.unconfigured_port += 1;
+            return Verdict::Drop;
+        };
+        let out_l2 = if egress.vlan.is_some() { ETH_VLAN } else { ETH };
+        if out_l2 + ip_len > frame.capacity() {
+            self.counters.no_room += 1;
+            return Verdict::Drop;
+        }
+        if out_l2 != l2 {
+            frame.data_mut().copy_within(l2..l2 + ip_len, out_l2);
+        }
+        if frame.set_len(out_l2 + ip_len).is_err() {
+            self.counters.no_room += 1;
+            return Verdict::Drop;
+        }
+        let Some(src_mac) = self.ports.get(port).map(|p| p.mac) else {
+            return Verdict::Drop;
+        };
+        write_ethernet(frame.data_mut(), src_mac, egress.vlan);
+        let IpAddr::V4(hop) = egress.next_hop else {
+            self.counters.neighbor_ipv6_unsupported += 1;
+            return Verdict::Drop;
+        };
+        match self.neighbors.lookup(port, hop, now) {
+            Resolution::Known(mac) => {
+                set_dst(frame.data_mut(), mac);
+                Verdict::Forward(PortId(port as u16))
+            }
+            Resolution::Refresh(mac) => {
+                self.send_arp_request(port, hop, egress.vlan);
+                set_dst(frame.data_mut(), mac);
+                Verdict::Forward(PortId(port as u16))
+            }
+            Resolution::Request => {
+                self.send_arp_request(port, hop, egress.vlan);
+                self.hold(port, hop, frame.data(), now);
+                Verdict::Drop
+            }
+            Resolution::Wait => {
+                self.hold(port, hop, frame.data(), now);
+                Verdict::Drop
+            }
+        }
+    }
+
+    fn hold(&mut self, port: usize, hop: Ipv4Addr, frame: &[u8], now: Instant) {
+        if self.neighbors.hold(port, hop, frame, now) {
+            self.counters.neighbor_held += 1;
+        } else {
+            self.counters.neighbor_queue_full += 1;
+        }
+    }
+
+    /// A packet for the router itself: ICMP echo requests are answered on the port they came
+    /// from; anything else is dropped (the router's host stack is not on this path).
+    fn local(&mut self, port: usize, port_mac: MacAddress, frame: &mut Frame<'_>, l2: usize) -> Verdict {
+        let data = frame.data_mut();
+        let requester = EthernetFrame::new_checked(&*data).map(|e| e.src_addr());
+        let answered = match data.get_mut(l2..).map(Ipv4Packet::new_checked) {
+            Some(Ok(mut ip)) if ip.verify_checksum() => L3Forwarder::answer_echo(&mut ip),
+            _ => false,
+        };
+        match requester {
+            Ok(requester) if answered => {
+                if let Ok(mut eth) = EthernetFrame::new_checked(&mut *data) {
+                    eth.set_dst_addr(requester);
+                    eth.set_src_addr(port_mac);
+                }
+                self.counters.echo_replies += 1;
+                Verdict::Forward(PortId(port as u16))
+            }
+            _ => {
+                self.counters.local_dropped += 1;
+                Verdict::Drop
+            }
+        }
+    }
+
+    /// ARP: learn the sender, answer requests for the router's addresses on this port, and
+    /// release the packets that waited for the sender.
+    fn arp(&mut self, now: Instant, port: usize, port_mac: MacAddress, frame: &mut Frame<'_>) -> Verdict {
+        let data = frame.data_mut();
+        let Ok(mut eth) = EthernetFrame::new_checked(&mut *data) else {
+            self.counters.malformed += 1;
+            return Verdict::Drop;
+        };
+        let Ok(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
+            self.counters.malformed += 1;
+            return Verdict::Drop;
+        };
+        let (sender_mac, sender_ip) = (arp.sender_hardware_addr(), arp.sender_protocol_addr());
+        let target = arp.target_protocol_addr();
+        let ours = self.own_v4.get(port).is_some_and(|a| a.contains(&target));
+        let waiting = self.neighbors.learn(port, sender_ip, sender_mac, ours, now);
+        for mut held in waiting {
+            set_dst(&mut held, sender_mac);
+            match self.raw.send(port, &held) {
+                Ok(()) => self.counters.neighbor_released += 1,
+                Err(_) => self.counters.raw_send_errors += 1,
+            }
+        }
+        if arp.operation() != operation::REQUEST || !ours {
+            self.counters.arp_seen += 1;
+            return Verdict::Drop;
+        }
+        arp.set_operation(operation::REPLY);
+        arp.set_sender_hardware_addr(port_mac);
+        arp.set_sender_protocol_addr(target);
+        arp.set_target_hardware_addr(sender_mac);
+        arp.set_target_protocol_addr(sender_ip);
+        eth.set_dst_addr(sender_mac);
+        eth.set_src_addr(port_mac);
+        self.counters.arp_replies += 1;
+        Verdict::Forward(PortId(port as u16))
+    }
+
+    /// Broadcasts "who has `hop`" on `port` from the router's address in `hop`'s family there.
+    fn send_arp_request(&mut self, port: usize, hop: Ipv4Addr, vlan: Option<u16>) {
+        let Some(src_mac) = self.ports.get(port).map(|p| p.mac) else {
+            return;
+        };
+        let Some(src_ip) = self.own_v4.get(port).and_then(|a| a.first()).copied() else {
+            self.counters.no_source_address += 1;
+            return;
+        };
+        let l2 = if vlan.is_some() { ETH_VLAN } else { ETH };
+        let mut frame = [0u8; ARP_FRAME + 4];
+        let len = (l2 + 28).max(ARP_FRAME);
+        write_ethernet(&mut frame, src_mac, vlan);
+        set_dst(&mut frame, MacAddress::BROADCAST);
+        if let Some(t) = frame.get_mut(l2 - 2..l2) {
+            t.copy_from_slice(&ethertype::ARP.to_be_bytes());
+        }
+        if let Some(Ok(mut arp)) = frame.get_mut(l2..l2 + 28).map(ArpPacket::new_checked) {
+            arp.fill_ethernet_ipv4();
+            arp.set_operation(operation::REQUEST);
+            arp.set_sender_hardware_addr(src_mac);
+            arp.set_sender_protocol_addr(src_ip);
+            arp.set_target_hardware_addr(MacAddress([0; 6]));
+            arp.set_target_protocol_addr(hop);
+        }
+        match self.raw.send(port, &frame[..len]) {
+            Ok(()) => self.counters.arp_requests += 1,
+            Err(_) => self.counters.raw_send_errors += 1,
+        }
+    }
+
+    /// Frames and sends a packet the pipeline originated (an SVR control message).
+    pub(super) fn originate(&mut self, now: Instant, egress: Egress, ip: &[u8]) {
+        let Some(port) = self.iface_port.get(&egress.interface).copied() else {
+            self.counters.unconfigured_port += 1;
+            return;
+        };
+        let l2 = if egress.vlan.is_some() { ETH_VLAN } else { ETH };
+        let mut frame = vec![0u8; l2 + ip.len()];
+        frame[l2..].copy_from_slice(ip);
+        let Some(src_mac) = self.ports.get(port).map(|p| p.mac) else {
+            return;
+        };
+        write_ethernet(&mut frame, src_mac, egress.vlan);
+        let IpAddr::V4(hop) = egress.next_hop else {
+            self.counters.neighbor_ipv6_unsupported += 1;
+            return;
+        };
+        match self.neighbors.lookup(port, hop, now) {
+            Resolution::Known(mac) | Resolution::Refresh(mac) => {
+                set_dst(&mut frame, mac);
+                match self.raw.send(port, &frame) {
+                    Ok(()) => self.counters.originated += 1,
+                    Err(_) => self.counters.raw_send_errors += 1,
+                }
+            }
+            Resolution::Request => {
+                self.send_arp_request(port, hop, egress.vlan);
+                self.hold(port, hop, &frame, now);
+            }
+            Resolution::Wait => self.hold(port, hop, &frame, now),
+        }
+    }
+}
+
+/// Source address, VLAN tag and EtherType (from the IP version nibble, ARP when there is no
+/// IP packet) of a frame whose payload starts at 14 or 18.
+fn write_ethernet(frame: &mut [u8], src: MacAddress, vlan: Option<u16>) {
+    let l2 = if vlan.is_some() { ETH_VLAN } else { ETH };
+    let kind = match frame.get(l2).map(|b| b >> 4) {
+        Some(6) => ethertype::IPV6,
+        Some(4) => ethertype::IPV4,
+        _ => ethertype::ARP,
+    };
+    let Some(header) = frame.get_mut(..l2) else {
+        return;
+    };
+    header[6..12].copy_from_slice(&src.0);
+    match vlan {
+        Some(id) => {
+            header[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
+            header[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
+            header[16..18].copy_from_slice(&kind.to_be_bytes());
+        }
+        None => header[12..14].copy_from_slice(&kind.to_be_bytes()),
+    }
+}
+
+fn set_dst(frame: &mut [u8], mac: MacAddress) {
+    if let Some(d) = frame.get_mut(..6) {
+        d.copy_from_slice(&mac.0);
+    }
+}
+
+/// The [`Forwarder`] a driver's worker thread runs: the shared [`Worker`] behind a mutex.
+pub struct SessionForwarder {
+    pub(super) worker: Arc<Mutex<Worker>>,
+}
+
+impl Forwarder for SessionForwarder {
+    fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        worker.handle_frame(now, ingress, frame)
+    }
+}
