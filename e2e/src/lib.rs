@@ -1,3 +1,13 @@
-//! The Signpost lab: routers in Linux network namespaces joined by veth pairs, the operator in
-//! local mode, real traffic and link cuts. It arrives with the lab issue; this crate holds its
-//! place in the workspace so that the layout is the one DESIGN.md describes.
+//! The Signpost lab's building blocks: network namespaces joined by veth pairs, the project's
+//! binaries as child processes, and threads that run inside a namespace. The end-to-end tests
+//! in `e2e/tests/` are built from them; every namespace and process a test creates is removed
+//! when its owner is dropped, also when the test fails.
+//!
+//! Needs root, `ip` (iproute2) and `ethtool`. [`available`] says whether this machine can; a
+//! test that cannot run prints `SKIPPED: <why>` so the skip is visible.
+
+pub mod netns;
+pub mod process;
+
+pub use netns::{Namespace, available, in_namespace};
+pub use process::{Child, binary};

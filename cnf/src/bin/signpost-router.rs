@@ -224,7 +224,20 @@ async fn run(args: Args) -> Result<(), String> {
     };
 
     signal.await;
-    tracing::info!("stopping");
+    let counters = signpost_cnf::runtime::admin::all_counters(&data_plane);
+    let nonzero: Vec<String> = counters
+        .iter()
+        .filter(|c| c.value != 0)
+        .map(|c| {
+            let labels: Vec<String> = c
+                .labels
+                .iter()
+                .map(|l| format!("{}={}", l.key, l.value))
+                .collect();
+            format!("{}{{{}}} {}", c.name, labels.join(","), c.value)
+        })
+        .collect();
+    tracing::info!("stopping; counters: {}", nonzero.join(" "));
     let _ = stop_tx.send(true);
     let _ = control.await;
     if let Some(admin) = admin {

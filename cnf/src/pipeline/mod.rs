@@ -48,9 +48,9 @@
 mod drop;
 pub mod ip;
 mod tables;
-mod view;
 #[doc(hidden)]
 pub mod testbed;
+mod view;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;

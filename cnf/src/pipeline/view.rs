@@ -86,11 +86,7 @@ impl Pipeline {
                 };
                 SessionView {
                     id: s.uuid().iter().map(|b| format!("{b:02x}")).collect(),
-                    tenant: t
-                        .classifier
-                        .tenant_info(TenantId(s.tenant()))
-                        .name
-                        .clone(),
+                    tenant: t.classifier.tenant_info(TenantId(s.tenant())).name.clone(),
                     service: t.classifier.service_info(st.service).name.clone(),
                     original,
                     waypoint: *s.key(Side::Wan),
@@ -141,11 +137,7 @@ impl Pipeline {
                         .and_then(|v| v.get(i))
                         .copied()
                         .unwrap_or(false),
-                    sessions: on_path
-                        .get(p)
-                        .and_then(|v| v.get(i))
-                        .copied()
-                        .unwrap_or(0),
+                    sessions: on_path.get(p).and_then(|v| v.get(i)).copied().unwrap_or(0),
                 });
             }
         }
@@ -194,7 +186,8 @@ mod tests {
     fn a_session_shows_with_its_names_path_and_state() {
         let now = Instant::now();
         let tables = Arc::new(
-            Tables::new(&testbed::edge_config(SecurityMode::Encrypt), "v1").expect("the shared store config builds"),
+            Tables::new(&testbed::edge_config(SecurityMode::Encrypt), "v1")
+                .expect("the shared store config builds"),
         );
         let mut edge = Pipeline::new(now, tables, Options::default());
         let mut buf = vec![0u8; 2048];
@@ -223,7 +216,10 @@ mod tests {
         let paths = edge.path_views();
         let used: Vec<_> = paths.iter().filter(|p| p.sessions == 1).collect();
         assert_eq!(used.len(), 1, "{paths:?}");
-        assert_eq!((used[0].peer.as_str(), used[0].path.as_str()), (v.peer.as_str(), v.path.as_str()));
+        assert_eq!(
+            (used[0].peer.as_str(), used[0].path.as_str()),
+            (v.peer.as_str(), v.path.as_str())
+        );
         assert!(paths.iter().all(|p| p.up));
         assert_eq!(
             edge.session_counts(),

@@ -78,7 +78,11 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
         ));
     }
     for (name, _, value) in snap.runtime.named() {
-        out.push(counter("signpost_runtime_frames_total", &[("event", name)], value));
+        out.push(counter(
+            "signpost_runtime_frames_total",
+            &[("event", name)],
+            value,
+        ));
     }
     for (name, value) in [
         ("to-wan", p.to_wan),
@@ -97,9 +101,17 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
         ("closed-by-peer", p.sessions_closed_by_peer),
         ("rebound", p.sessions_rebound),
     ] {
-        out.push(counter("signpost_session_events_total", &[("event", name)], value));
+        out.push(counter(
+            "signpost_session_events_total",
+            &[("event", name)],
+            value,
+        ));
     }
-    out.push(counter("signpost_metadata_packets_total", &[("direction", "sent")], p.metadata_sent));
+    out.push(counter(
+        "signpost_metadata_packets_total",
+        &[("direction", "sent")],
+        p.metadata_sent,
+    ));
     out.push(counter(
         "signpost_metadata_packets_total",
         &[("direction", "received")],
@@ -113,7 +125,11 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
             *n,
         ));
     }
-    out.push(counter("signpost_session_table_bytes", &[], snap.session_table_bytes));
+    out.push(counter(
+        "signpost_session_table_bytes",
+        &[],
+        snap.session_table_bytes,
+    ));
     for (device, s) in runtime.port_stats() {
         for (what, value) in [
             ("rx_packets", s.rx_packets),
@@ -149,31 +165,28 @@ fn parse_protocol(p: i32) -> Result<u8, Status> {
 /// name, optionally `NAME@VLAN`), in words.
 pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainResponse, Status> {
     let Some(tables) = runtime.slot.current() else {
-        return Err(Status::failed_precondition(
-            "this router has no config yet",
-        ));
+        return Err(Status::failed_precondition("this router has no config yet"));
     };
     let flow = request
         .flow
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("flow is required"))?;
-    let src: IpAddr = flow
-        .src
-        .parse()
-        .map_err(|_| Status::invalid_argument(format!("flow.src `{}` is not an address", flow.src)))?;
-    let dst: IpAddr = flow
-        .dst
-        .parse()
-        .map_err(|_| Status::invalid_argument(format!("flow.dst `{}` is not an address", flow.dst)))?;
+    let src: IpAddr = flow.src.parse().map_err(|_| {
+        Status::invalid_argument(format!("flow.src `{}` is not an address", flow.src))
+    })?;
+    let dst: IpAddr = flow.dst.parse().map_err(|_| {
+        Status::invalid_argument(format!("flow.dst `{}` is not an address", flow.dst))
+    })?;
     let protocol = parse_protocol(flow.protocol)?;
     let port = u16::try_from(flow.dst_port)
         .map_err(|_| Status::invalid_argument("flow.dst_port is above 65535"))?;
     let (name, vlan) = match request.ingress.split_once('@') {
         Some((n, v)) => (
             n,
-            Some(v.parse::<u16>().map_err(|_| {
-                Status::invalid_argument(format!("`{v}` is not a VLAN id"))
-            })?),
+            Some(
+                v.parse::<u16>()
+                    .map_err(|_| Status::invalid_argument(format!("`{v}` is not a VLAN id")))?,
+            ),
         ),
         None => (request.ingress.as_str(), None),
     };
@@ -200,7 +213,10 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
         );
     };
     out.tenant = c.tenant_info(tenant).name.clone();
-    out.steps.push(format!("source {src} on {} → tenant {}", request.ingress, out.tenant));
+    out.steps.push(format!(
+        "source {src} on {} → tenant {}",
+        request.ingress, out.tenant
+    ));
     let Some(service) = c.service(dst, protocol, port) else {
         return deny(
             out,
@@ -209,7 +225,8 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
         );
     };
     out.service = c.service_info(service).name.clone();
-    out.steps.push(format!("{dst} port {port} → service {}", out.service));
+    out.steps
+        .push(format!("{dst} port {port} → service {}", out.service));
     // The tenant or an enclosing one may hold the rule, as in the pipeline.
     let mut holder = Some(tenant);
     let mut rule = None;
@@ -236,7 +253,8 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
     ));
     if tables.fronted_addresses(service).is_some() {
         out.allowed = true;
-        out.steps.push("this router fronts the service: delivered on its LAN".into());
+        out.steps
+            .push("this router fronts the service: delivered on its LAN".into());
         return Ok(out);
     }
     let Some(route) = tables.routes_of(service).first() else {

@@ -94,10 +94,15 @@ impl Neighbors {
 
     /// Holds `frame` for `address`; false when the queue is full (the caller counts the drop).
     pub fn hold(&mut self, port: usize, address: Ipv4Addr, frame: &[u8], now: Instant) -> bool {
-        let Some(e) = self.ports.get_mut(port).map(|t| t.entry(address).or_default()) else {
+        let Some(e) = self
+            .ports
+            .get_mut(port)
+            .map(|t| t.entry(address).or_default())
+        else {
             return false;
         };
-        e.pending.retain(|(t, _)| now.saturating_duration_since(*t) < PENDING_FOR);
+        e.pending
+            .retain(|(t, _)| now.saturating_duration_since(*t) < PENDING_FOR);
         if e.pending.len() >= PENDING_PER_NEIGHBOR {
             return false;
         }
@@ -147,7 +152,12 @@ impl Neighbors {
                     .retain(|(t, _)| now.saturating_duration_since(*t) < PENDING_FOR);
                 dropped += (before - e.pending.len()) as u64;
             }
-            table.retain(|_, e| e.mac.is_some() || !e.pending.is_empty() || e.requested.is_some_and(|t| now.saturating_duration_since(t) < PENDING_FOR));
+            table.retain(|_, e| {
+                e.mac.is_some()
+                    || !e.pending.is_empty()
+                    || e.requested
+                        .is_some_and(|t| now.saturating_duration_since(t) < PENDING_FOR)
+            });
         }
         dropped
     }
@@ -180,13 +190,19 @@ mod tests {
         let mut n = Neighbors::new(1);
         assert_eq!(n.lookup(0, A, t0), Resolution::Request);
         assert!(n.hold(0, A, b"one", t0));
-        assert_eq!(n.lookup(0, A, t0 + Duration::from_millis(100)), Resolution::Wait);
+        assert_eq!(
+            n.lookup(0, A, t0 + Duration::from_millis(100)),
+            Resolution::Wait
+        );
         assert!(n.hold(0, A, b"two", t0));
         assert!(n.hold(0, A, b"three", t0));
         assert!(!n.hold(0, A, b"four", t0), "the queue holds three");
         assert_eq!(n.lookup(0, A, t0 + RETRY), Resolution::Request);
         let released = n.learn(0, A, MAC, false, t0 + RETRY);
-        assert_eq!(released, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            released,
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
         assert_eq!(n.lookup(0, A, t0 + RETRY), Resolution::Known(MAC));
         assert_eq!(
             n.lookup(0, A, t0 + RETRY + REACHABLE),

@@ -19,14 +19,12 @@ impl RawSenders {
     pub fn open(devices: &[String]) -> io::Result<Self> {
         let mut ports = Vec::with_capacity(devices.len());
         for device in devices {
-            let index = sys::if_index(device).map_err(|e| {
-                io::Error::new(e.kind(), format!("interface {device}: {e}"))
-            })?;
+            let index = sys::if_index(device)
+                .map_err(|e| io::Error::new(e.kind(), format!("interface {device}: {e}")))?;
             // Protocol 0: this socket receives nothing.
             // SAFETY: plain socket(2).
-            let fd = unsafe {
-                libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
-            };
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
             if fd < 0 {
                 let error = io::Error::last_os_error();
                 return Err(io::Error::new(

@@ -62,7 +62,13 @@ impl Worker {
 
     /// Runs `tables` from now on (a first config starts the pipeline; later ones go through
     /// [`Pipeline::set_tables`], which keeps the sessions the new config still allows).
-    pub fn install(&mut self, now: Instant, tables: Arc<Tables>, generation: u64, options: crate::pipeline::Options) {
+    pub fn install(
+        &mut self,
+        now: Instant,
+        tables: Arc<Tables>,
+        generation: u64,
+        options: crate::pipeline::Options,
+    ) {
         self.port_iface = vec![None; self.ports.len()];
         self.iface_port.clear();
         self.own_v4 = self.ports.iter().map(|p| p.os_v4.clone()).collect();
@@ -227,7 +233,13 @@ impl Worker {
 
     /// A packet for the router itself: ICMP echo requests are answered on the port they came
     /// from; anything else is dropped (the router's host stack is not on this path).
-    fn local(&mut self, port: usize, port_mac: MacAddress, frame: &mut Frame<'_>, l2: usize) -> Verdict {
+    fn local(
+        &mut self,
+        port: usize,
+        port_mac: MacAddress,
+        frame: &mut Frame<'_>,
+        l2: usize,
+    ) -> Verdict {
         let data = frame.data_mut();
         let requester = EthernetFrame::new_checked(&*data).map(|e| e.src_addr());
         let answered = match data.get_mut(l2..).map(Ipv4Packet::new_checked) {
@@ -252,7 +264,13 @@ impl Worker {
 
     /// ARP: learn the sender, answer requests for the router's addresses on this port, and
     /// release the packets that waited for the sender.
-    fn arp(&mut self, now: Instant, port: usize, port_mac: MacAddress, frame: &mut Frame<'_>) -> Verdict {
+    fn arp(
+        &mut self,
+        now: Instant,
+        port: usize,
+        port_mac: MacAddress,
+        frame: &mut Frame<'_>,
+    ) -> Verdict {
         let data = frame.data_mut();
         let Ok(mut eth) = EthernetFrame::new_checked(&mut *data) else {
             self.counters.malformed += 1;
@@ -297,22 +315,7 @@ impl Worker {
             self.counters.no_source_address += 1;
             return;
         };
-        let l2 = if vlan.is_some() { ETH_VLAN } else { ETH };
-        let mut frame = [0u8; ARP_FRAME + 4];
-        let len = (l2 + 28).max(ARP_FRAME);
-        write_ethernet(&mut frame, src_mac, vlan);
-        set_dst(&mut frame, MacAddress::BROADCAST);
-        if let Some(t) = frame.get_mut(l2 - 2..l2) {
-            t.copy_from_slice(&ethertype::ARP.to_be_bytes());
-        }
-        if let Some(Ok(mut arp)) = frame.get_mut(l2..l2 + 28).map(ArpPacket::new_checked) {
-            arp.fill_ethernet_ipv4();
-            arp.set_operation(operation::REQUEST);
-            arp.set_sender_hardware_addr(src_mac);
-            arp.set_sender_protocol_addr(src_ip);
-            arp.set_target_hardware_addr(MacAddress([0; 6]));
-            arp.set_target_protocol_addr(hop);
-        }
+        let (frame, len) = arp_request(src_mac, src_ip, hop, vlan);
         match self.raw.send(port, &frame[..len]) {
             Ok(()) => self.counters.arp_requests += 1,
             Err(_) => self.counters.raw_send_errors += 1,
@@ -353,6 +356,33 @@ impl Worker {
     }
 }
 
+/// A broadcast "who has `hop`, tell `src_ip`" frame and its length.
+fn arp_request(
+    src_mac: MacAddress,
+    src_ip: Ipv4Addr,
+    hop: Ipv4Addr,
+    vlan: Option<u16>,
+) -> ([u8; ARP_FRAME + 4], usize) {
+    let l2 = if vlan.is_some() { ETH_VLAN } else { ETH };
+    let mut frame = [0u8; ARP_FRAME + 4];
+    let len = (l2 + 28).max(ARP_FRAME);
+    write_ethernet(&mut frame, src_mac, vlan);
+    set_dst(&mut frame, MacAddress::BROADCAST);
+    if let Some(t) = frame.get_mut(l2 - 2..l2) {
+        t.copy_from_slice(&ethertype::ARP.to_be_bytes());
+    }
+    if let Some(body) = frame.get_mut(l2..l2 + 28) {
+        let mut arp = ArpPacket::new_unchecked(body);
+        arp.fill_ethernet_ipv4();
+        arp.set_operation(operation::REQUEST);
+        arp.set_sender_hardware_addr(src_mac);
+        arp.set_sender_protocol_addr(src_ip);
+        arp.set_target_hardware_addr(MacAddress([0; 6]));
+        arp.set_target_protocol_addr(hop);
+    }
+    (frame, len)
+}
+
 /// Source address, VLAN tag and EtherType (from the IP version nibble, ARP when there is no
 /// IP packet) of a frame whose payload starts at 14 or 18.
 fn write_ethernet(frame: &mut [u8], src: MacAddress, vlan: Option<u16>) {
@@ -391,5 +421,48 @@ impl Forwarder for SessionForwarder {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         worker.handle_frame(now, ingress, frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 9]);
+    const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+    const HOP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    #[test]
+    fn arp_requests_parse_as_requests_for_the_next_hop_tagged_or_not() {
+        for vlan in [None, Some(10)] {
+            let (frame, len) = arp_request(MAC, ME, HOP, vlan);
+            let eth = EthernetFrame::new_checked(&frame[..len]).expect("ethernet");
+            assert_eq!(eth.dst_addr(), MacAddress::BROADCAST);
+            assert_eq!(eth.src_addr(), MAC);
+            assert_eq!(eth.vlan_id(), vlan);
+            assert_eq!(eth.ethertype(), ethertype::ARP);
+            let arp = ArpPacket::new_checked(eth.payload()).expect("a valid ARP body");
+            assert_eq!(arp.operation(), operation::REQUEST);
+            assert_eq!(arp.sender_protocol_addr(), ME);
+            assert_eq!(arp.sender_hardware_addr(), MAC);
+            assert_eq!(arp.target_protocol_addr(), HOP);
+            assert!(len >= ARP_FRAME);
+        }
+    }
+
+    #[test]
+    fn ethernet_headers_take_their_ethertype_from_the_ip_version() {
+        let mut frame = [0u8; 64];
+        frame[ETH] = 0x45;
+        write_ethernet(&mut frame, MAC, None);
+        assert_eq!(u16::from_be_bytes([frame[12], frame[13]]), ethertype::IPV4);
+        let mut frame = [0u8; 64];
+        frame[ETH_VLAN] = 0x60;
+        write_ethernet(&mut frame, MAC, Some(4095));
+        let eth = EthernetFrame::new_checked(&frame[..]).expect("ethernet");
+        assert_eq!(
+            (eth.vlan_id(), eth.ethertype()),
+            (Some(4095), ethertype::IPV6)
+        );
     }
 }
