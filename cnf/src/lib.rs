@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod security;
 pub mod session;
 pub mod svr;
+pub mod telemetry;
