@@ -12,16 +12,16 @@
 //!     .sample(&[("interface", "wan1")], 3u64);
 //! e.family("signpost_sessions", "Active sessions.", MetricKind::Gauge)
 //!     .sample(&[], 2u64);
-//! assert_eq!(
-//!     e.finish(),
-//!     "# HELP signpost_packets_total Packets received.\n\
-//!      # TYPE signpost_packets_total counter\n\
-//!      signpost_packets_total{interface=\"wan0\"} 12\n\
-//!      signpost_packets_total{interface=\"wan1\"} 3\n\
-//!      # HELP signpost_sessions Active sessions.\n\
-//!      # TYPE signpost_sessions gauge\n\
-//!      signpost_sessions 2\n"
-//! );
+//! let expected = [
+//!     "# HELP signpost_packets_total Packets received.",
+//!     "# TYPE signpost_packets_total counter",
+//!     r#"signpost_packets_total{interface="wan0"} 12"#,
+//!     r#"signpost_packets_total{interface="wan1"} 3"#,
+//!     "# HELP signpost_sessions Active sessions.",
+//!     "# TYPE signpost_sessions gauge",
+//!     "signpost_sessions 2",
+//! ];
+//! assert_eq!(e.finish(), expected.map(|line| format!("{line}\n")).concat());
 //! ```
 //!
 //! # Names
