@@ -108,6 +108,24 @@ pub fn init(options: &LogOptions) -> Result<TelemetryGuard, String> {
     Ok(TelemetryGuard { provider })
 }
 
+/// The OTLP endpoint for traces: the command line's `--otlp-endpoint` when given, else the
+/// standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`; empty
+/// values count as unset. `None`: no span export.
+pub fn otlp_endpoint(flag: Option<&str>) -> Option<String> {
+    resolve_otlp_endpoint(flag, |name| std::env::var(name).ok())
+}
+
+fn resolve_otlp_endpoint(
+    flag: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let set = |value: &String| !value.trim().is_empty();
+    flag.map(str::to_owned)
+        .filter(set)
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(set))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(set))
+}
+
 /// A tracer provider that batches spans and exports them to `endpoint` over OTLP/gRPC, with
 /// `service_name` as the `service.name` resource attribute (`OTEL_RESOURCE_ATTRIBUTES` adds
 /// others). Must be called inside a tokio runtime: the gRPC channel is created on it (lazily:
@@ -400,6 +418,35 @@ mod tests {
         // The log line went to the writer too.
         assert!(captured.text().contains("classified"));
         server.abort();
+    }
+
+    #[test]
+    fn the_flag_wins_over_the_standard_variables() {
+        let env = |traces: Option<&str>, all: Option<&str>| {
+            let traces = traces.map(str::to_owned);
+            let all = all.map(str::to_owned);
+            move |name: &str| match name {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => traces.clone(),
+                "OTEL_EXPORTER_OTLP_ENDPOINT" => all.clone(),
+                _ => None,
+            }
+        };
+        let flag = Some("http://flag:4317");
+        let traces = Some("http://traces:4317");
+        let all = Some("http://all:4317");
+        assert_eq!(
+            resolve_otlp_endpoint(flag, env(traces, all)).as_deref(),
+            flag
+        );
+        assert_eq!(
+            resolve_otlp_endpoint(None, env(traces, all)).as_deref(),
+            traces
+        );
+        assert_eq!(
+            resolve_otlp_endpoint(Some(""), env(Some(" "), all)).as_deref(),
+            all
+        );
+        assert_eq!(resolve_otlp_endpoint(None, env(None, None)), None);
     }
 
     #[test]

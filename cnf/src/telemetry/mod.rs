@@ -6,8 +6,8 @@
 //!
 //! * [`init`] installs the process's `tracing` subscriber from [`LogOptions`]: text or JSON
 //!   lines on stderr, filtered by `EnvFilter` directives, and spans exported over OTLP/gRPC
-//!   when an endpoint is given (`--otlp-endpoint`, or `OTEL_EXPORTER_OTLP_ENDPOINT`, read by
-//!   the binary). Keep the returned [`TelemetryGuard`] until exit: dropping it flushes spans.
+//!   when an endpoint is given ([`otlp_endpoint`] picks `--otlp-endpoint` or the standard
+//!   `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`). Keep the returned [`TelemetryGuard`] until exit: dropping it flushes spans.
 //! * [`Exposition`] builds the text exposition format 0.0.4; [`serve_metrics`] answers
 //!   `GET /metrics` with it (rendered per scrape) and `GET /healthz` with `ok`.
 
@@ -16,5 +16,7 @@ mod logging;
 mod metrics_http;
 
 pub use exposition::{Exposition, MetricKind, SampleValue};
-pub use logging::{LogFormat, LogOptions, TelemetryGuard, init, otlp_tracer_provider};
+pub use logging::{
+    LogFormat, LogOptions, TelemetryGuard, init, otlp_endpoint, otlp_tracer_provider,
+};
 pub use metrics_http::{CONTENT_TYPE_0_0_4, serve_metrics};
