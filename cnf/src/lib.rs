@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod security;
 pub mod session;
 pub mod svr;
+pub mod telemetry;

@@ -2,6 +2,7 @@
 //! compiler, the certificate authority, config distribution and local mode; (as they land)
 //! controllers.
 
+pub mod admin_cli;
 pub mod admission;
 pub mod compiler;
 pub mod crd;

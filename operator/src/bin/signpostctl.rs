@@ -18,11 +18,21 @@
 //! `certs init` creates the operator's CA in DIR (`ca.pem`, `ca.key` 0600) unless it exists;
 //! `certs issue` signs a router certificate with it and writes `ca.pem`, `tls.crt`, `tls.key`
 //! into `--out`, the layout of a cert-manager Secret, which is what the router reads.
+//!
+//!     signpostctl sessions [--tenant T] [--service S] [--limit N] [--router ADDR] [--json]
+//!     signpostctl paths [--router ADDR] [--json]
+//!     signpostctl counters [--prefix P] [--router ADDR] [--json]
+//!     signpostctl explain --ingress NAME --src A --dst B --proto tcp|udp|icmp [--sport N]
+//!                         [--dport N] [--router ADDR] [--json]
+//!
+//! Ask a running router, through its local admin API (default `127.0.0.1:7900`), what it is
+//! doing: see `signpost_operator::admin_cli`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use signpost_operator::admin_cli::{self, Query};
 use signpost_operator::admission::Admission;
 use signpost_operator::compiler::{self, Options, Severity};
 use signpost_operator::identity::{CertificateAuthority, Validity};
@@ -32,7 +42,7 @@ use signpost_operator::{manifests, render, svr_decode};
 #[command(
     name = "signpostctl",
     version,
-    about = "Signpost: check, render and inspect; certificates"
+    about = "Signpost: check, render and inspect; certificates; ask a running router"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -65,6 +75,67 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// A router's sessions: 5-tuples, waypoints, paths, counts, ages.
+    Sessions {
+        /// Only sessions of this tenant.
+        #[arg(long, value_name = "T")]
+        tenant: Option<String>,
+        /// Only sessions of this service.
+        #[arg(long, value_name = "S")]
+        service: Option<String>,
+        /// At most N sessions (0: the router's default).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        limit: u32,
+        #[command(flatten)]
+        router: RouterArgs,
+    },
+    /// A router's paths to its peers: state, latency, jitter, loss.
+    Paths {
+        #[command(flatten)]
+        router: RouterArgs,
+    },
+    /// A router's counters, sorted.
+    Counters {
+        /// Only counters whose name starts with P.
+        #[arg(long, value_name = "P", default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        router: RouterArgs,
+    },
+    /// Why a router would allow or deny a flow, and which path it would take.
+    Explain {
+        /// The LAN network or WAN interface the first packet arrives on.
+        #[arg(long, value_name = "NAME")]
+        ingress: String,
+        /// Source IP address.
+        #[arg(long, value_name = "A")]
+        src: String,
+        /// Destination IP address.
+        #[arg(long, value_name = "B")]
+        dst: String,
+        /// tcp, udp or icmp (icmp means ICMPv6 for IPv6 addresses).
+        #[arg(long = "proto", value_name = "PROTO")]
+        protocol: String,
+        /// Source port (default 0).
+        #[arg(long, value_name = "N")]
+        sport: Option<u16>,
+        /// Destination port (required for tcp and udp).
+        #[arg(long, value_name = "N")]
+        dport: Option<u16>,
+        #[command(flatten)]
+        router: RouterArgs,
+    },
+}
+
+/// Which router to ask, and how to print its answer.
+#[derive(Args)]
+struct RouterArgs {
+    /// The router's admin API: HOST:PORT (plain HTTP/2, local only).
+    #[arg(long, value_name = "ADDR", default_value = admin_cli::DEFAULT_ROUTER)]
+    router: String,
+    /// Print the router's response as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +191,67 @@ fn main() -> ExitCode {
             command: SvrCommand::Decode { file, json },
         } => decode_command(&file, json),
         Command::Certs { command } => certs_command(command),
+        Command::Sessions {
+            tenant,
+            service,
+            limit,
+            router,
+        } => admin_command(
+            &router,
+            Ok(Query::Sessions(signpost_proto::v1::ListSessionsRequest {
+                tenant: tenant.unwrap_or_default(),
+                service: service.unwrap_or_default(),
+                limit,
+            })),
+        ),
+        Command::Paths { router } => admin_command(&router, Ok(Query::Paths)),
+        Command::Counters { prefix, router } => {
+            admin_command(&router, Ok(Query::Counters { prefix }))
+        }
+        Command::Explain {
+            ingress,
+            src,
+            dst,
+            protocol,
+            sport,
+            dport,
+            router,
+        } => admin_command(
+            &router,
+            admin_cli::explain_request(&ingress, &src, &dst, &protocol, sport, dport)
+                .map(Query::Explain),
+        ),
+    }
+}
+
+/// Asks the router `query`, or reports a bad argument (exit 2) or a failure (exit 1).
+fn admin_command(router: &RouterArgs, query: Result<Query, String>) -> ExitCode {
+    let query = match query {
+        Ok(query) => query,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(admin_cli::run(&router.router, query, router.json)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,221 @@
+//! The metrics endpoint: a small HTTP/1.1 server for Prometheus scrapes and liveness probes.
+//!
+//! * `GET /metrics` (or `HEAD`): 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8`,
+//!   the body from the render function (an [`Exposition`](super::Exposition), usually).
+//! * `GET /healthz`: 200 `ok`.
+//! * Any other path: 404; another method on a known path: 405.
+//!
+//! The render function runs on the connection's task for each scrape, so it should be quick
+//! (read counters, format them), not wait on anything.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+/// The exposition format's content type, as Prometheus asks for it.
+pub const CONTENT_TYPE_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long in-flight scrapes may take to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// A scrape or probe taking longer than this to send its request is cut off.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes, then stops
+/// accepting, lets open requests finish for up to 2 s, and returns.
+///
+/// A failed `accept` (say, out of file descriptors) is logged and retried after 100 ms rather
+/// than ending the server: losing metrics for the rest of the process's life would be worse.
+/// So this returns `Ok(())` after `shutdown`; the `io::Result` is kept for errors that end it.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let render = Arc::clone(&render);
+        let service = service_fn(move |request| {
+            let response = respond(&request, render.as_ref());
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "metrics endpoint: connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("metrics endpoint: open connections did not finish within 2 s");
+    }
+    Ok(())
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    render: &(dyn Fn() -> String + Send + Sync),
+) -> Response<Full<Bytes>> {
+    let get_or_head = matches!(*request.method(), Method::GET | Method::HEAD);
+    match request.uri().path() {
+        "/metrics" if get_or_head => {
+            let mut response = Response::new(Full::new(Bytes::from(render())));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_0_0_4));
+            response
+        }
+        "/healthz" if get_or_head => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        }
+        "/metrics" | "/healthz" => {
+            let mut response = status(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
+        _ => status(StatusCode::NOT_FOUND),
+    }
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let body = format!("{}\n", code.canonical_reason().unwrap_or(""));
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = code;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::{Exposition, MetricKind};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Sends one HTTP/1.1 request with `Connection: close` and returns the whole response.
+    async fn fetch(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+            .await
+            .expect("response within 5 s")
+            .expect("read");
+        String::from_utf8(response).expect("UTF-8 response")
+    }
+
+    fn head_and_body(response: &str) -> (&str, &str) {
+        response
+            .split_once("\r\n\r\n")
+            .expect("a header/body boundary")
+    }
+
+    #[tokio::test]
+    async fn a_real_scrape_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let packets = Arc::new(AtomicU64::new(0));
+        let render: Arc<dyn Fn() -> String + Send + Sync> = {
+            let packets = Arc::clone(&packets);
+            Arc::new(move || {
+                let mut e = Exposition::new();
+                e.family("signpost_packets_total", "Packets.", MetricKind::Counter)
+                    .sample(&[("interface", "wan0")], packets.load(Ordering::Relaxed));
+                e.finish()
+            })
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_metrics(listener, render, async {
+            let _ = stopped.await;
+        }));
+
+        packets.store(41, Ordering::Relaxed);
+        let response = fetch(addr, "GET", "/metrics").await;
+        let (head, body) = head_and_body(&response);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            "# HELP signpost_packets_total Packets.\n\
+             # TYPE signpost_packets_total counter\n\
+             signpost_packets_total{interface=\"wan0\"} 41\n"
+        );
+
+        // Rendered per scrape, not once.
+        packets.store(42, Ordering::Relaxed);
+        let response = fetch(addr, "GET", "/metrics").await;
+        assert!(response.ends_with("signpost_packets_total{interface=\"wan0\"} 42\n"));
+
+        let response = fetch(addr, "GET", "/healthz").await;
+        let (head, body) = head_and_body(&response);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, "ok");
+
+        let response = fetch(addr, "GET", "/other").await;
+        assert!(
+            response.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{response}"
+        );
+
+        let response = fetch(addr, "POST", "/metrics").await;
+        assert!(
+            response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{response}"
+        );
+
+        stop.send(()).expect("server still running");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("server stops within 5 s")
+            .expect("server task")
+            .expect("server result");
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "the listener is closed after shutdown"
+        );
+    }
+}
