@@ -22,6 +22,7 @@ use signpost_cnf::control::{ControlClient, ControlSettings};
 use signpost_cnf::io::{DriverChoice, IoConfig};
 use signpost_cnf::runtime::admin::AdminService;
 use signpost_cnf::runtime::{self, ConfigSlot, Runtime, RuntimeOptions};
+use signpost_cnf::telemetry;
 
 #[derive(Parser, Debug)]
 #[command(name = "signpost-router", version, about = "The Signpost router (CNF)")]
@@ -55,8 +56,17 @@ struct Args {
     /// Admin gRPC address ("off" to disable).
     #[arg(long, default_value = "127.0.0.1:7900")]
     admin: String,
+    /// Prometheus metrics address, serving /metrics and /healthz ("off" to disable).
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    metrics: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Log filter (EnvFilter directives); RUST_LOG when set wins.
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// OTLP/gRPC collector for spans, http://HOST:PORT (default: OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,18 +80,6 @@ enum Driver {
 enum LogFormat {
     Text,
     Json,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 fn server_name_of(operator: &str) -> String {
@@ -110,7 +108,6 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -122,12 +119,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let result = rt.block_on(async {
+        let options = telemetry::LogOptions {
+            format: match args.log_format {
+                LogFormat::Text => telemetry::LogFormat::Text,
+                LogFormat::Json => telemetry::LogFormat::Json,
+            },
+            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone()),
+            otlp_endpoint: telemetry::otlp_endpoint(args.otlp_endpoint.as_deref()),
+            service_name: "signpost-router".into(),
+        };
+        let guard = match telemetry::init(&options) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: logging and tracing: {e}");
+                return Err(());
+            }
+        };
+        let result = run(args).await;
+        if let Err(e) = &result {
             tracing::error!("{e}");
-            ExitCode::FAILURE
         }
+        if let Err(e) = guard.shutdown() {
+            eprintln!("error: flushing spans: {e}");
+        }
+        result.map_err(drop)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(()) => ExitCode::FAILURE,
     }
 }
 
@@ -223,6 +243,27 @@ async fn run(args: Args) -> Result<(), String> {
         ))
     };
 
+    let metrics = if args.metrics == "off" {
+        None
+    } else {
+        let addr: SocketAddr = args
+            .metrics
+            .parse()
+            .map_err(|_| format!("--metrics `{}` is not an address:port", args.metrics))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("metrics on {addr}: {e}"))?;
+        tracing::info!(%addr, "metrics listening on /metrics");
+        let dp = data_plane.clone();
+        let render: Arc<dyn Fn() -> String + Send + Sync> =
+            Arc::new(move || runtime::metrics::render(&dp));
+        Some(tokio::spawn(telemetry::serve_metrics(
+            listener,
+            render,
+            stopped(stop_rx.clone()),
+        )))
+    };
+
     signal.await;
     let counters = signpost_cnf::runtime::admin::all_counters(&data_plane);
     let nonzero: Vec<String> = counters
@@ -242,6 +283,9 @@ async fn run(args: Args) -> Result<(), String> {
     let _ = control.await;
     if let Some(admin) = admin {
         let _ = admin.await;
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
     }
     match Arc::try_unwrap(data_plane) {
         Ok(dp) => tokio::task::spawn_blocking(move || dp.stop())

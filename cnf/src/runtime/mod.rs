@@ -30,6 +30,7 @@
 //! the same queue index on every interface; one queue (the default) is always correct.
 
 pub mod admin;
+pub mod metrics;
 pub mod neighbor;
 pub mod raw;
 pub mod worker;
