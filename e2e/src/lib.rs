@@ -9,5 +9,5 @@
 pub mod netns;
 pub mod process;
 
-pub use netns::{Namespace, available, in_namespace};
+pub use netns::{Namespace, available, enter, in_namespace};
 pub use process::{Child, binary};

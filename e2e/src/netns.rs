@@ -111,6 +111,12 @@ impl Namespace {
     }
 }
 
+impl AsRef<str> for Namespace {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         if let Ok(out) = Command::new("ip")
@@ -152,12 +158,13 @@ pub fn enter(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `work` on a new thread inside namespace `ns` and returns its result.
+/// Runs `work` on a new thread inside namespace `ns` (a name, or a [`Namespace`]) and returns
+/// its result.
 pub fn in_namespace<T: Send + 'static>(
-    ns: &Namespace,
+    ns: impl AsRef<str>,
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> std::thread::JoinHandle<Result<T, String>> {
-    let name = ns.name.clone();
+    let name = ns.as_ref().to_string();
     std::thread::spawn(move || {
         enter(&name)?;
         work()

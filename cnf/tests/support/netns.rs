@@ -11,7 +11,6 @@
 
 #![allow(dead_code)]
 
-use std::ffi::CString;
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -263,36 +262,5 @@ impl Drop for Lab {
     }
 }
 
-/// Moves the calling thread into network namespace `ns` (created by `ip netns add`).
-pub fn enter(ns: &str) -> Result<(), String> {
-    let path = CString::new(format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
-    // SAFETY: opens a path given as a valid C string.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!(
-            "cannot open /run/netns/{ns}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: `fd` is a namespace file we own; setns affects only the calling thread.
-    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-    let error = std::io::Error::last_os_error();
-    // SAFETY: closes the fd opened above.
-    unsafe { libc::close(fd) };
-    if rc != 0 {
-        return Err(format!("setns into {ns}: {error}"));
-    }
-    Ok(())
-}
-
-/// Runs `work` on a new thread inside namespace `ns` and returns its result.
-pub fn in_namespace<T: Send + 'static>(
-    ns: &str,
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> std::thread::JoinHandle<Result<T, String>> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter(&ns)?;
-        work()
-    })
-}
+// Entering a namespace from a thread is the e2e harness's; the driver tests share it.
+pub use signpost_e2e::{enter, in_namespace};
