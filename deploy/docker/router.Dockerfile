@@ -19,10 +19,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/signpost-router /out/signpost-router \
  && install -D -m 0755 target/release/signpostctl /out/signpostctl
 
-# The router links libelf and zlib (libbpf) besides glibc: Debian slim with libelf1.
+# The router links libelf and zlib (libbpf) besides glibc: Debian slim with libelf1. iproute2
+# and ethtool: to look at (and, in the cluster test, create) devices from the image.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libelf1 zlib1g \
+ && apt-get install -y --no-install-recommends libelf1 zlib1g iproute2 ethtool \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/signpost-router /out/signpostctl /usr/local/bin/
 # Root, on purpose: the pod runs it as uid 0 with every capability dropped except NET_ADMIN,
