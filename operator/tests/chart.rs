@@ -24,8 +24,16 @@ fn chart() -> PathBuf {
 
 const NAMESPACE: &str = "signpost";
 
-/// `helm template signpost charts/signpost -n signpost --include-crds ARGS`.
+/// `helm template signpost charts/signpost -n signpost --include-crds ARGS`; an argument
+/// `values-*.yaml` names that file in the chart.
 fn render(helm: &Path, args: &[&str]) -> Result<Vec<Value>, String> {
+    let args = args.iter().map(|a| {
+        if a.starts_with("values-") {
+            chart().join(a).into_os_string()
+        } else {
+            a.into()
+        }
+    });
     let out = tools::run(
         Command::new(helm)
             .args(["template", "signpost"])
@@ -99,33 +107,15 @@ fn chart_lints_with_each_values_file() {
 #[test]
 fn every_rendered_object_matches_its_schema() {
     let Some(helm) = helm() else { return };
-    let Some(validate) = tools::require(tools::kubernetes_validate(), "kubernetes-validate") else {
-        return;
-    };
-    let Some((node, modules)) =
-        tools::require(tools::node_models(), "node with @kubernetes-models")
-    else {
+    let Some(validators) = tools::validators() else {
         return;
     };
     let mut all = Vec::new();
     for args in SCENARIOS {
-        // `-f FILE` names a file in the chart.
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| {
-                if a.starts_with("values-") {
-                    chart().join(a).display().to_string()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let objects = rendered(&helm, &args);
+        let objects = rendered(&helm, args);
         assert!(!objects.is_empty(), "{args:?} renders objects");
         all.extend(objects);
     }
-    let scratch = tempfile::tempdir().expect("tempdir");
     let core: Vec<&Value> = all
         .iter()
         .filter(|o| tools::schemas_for(o) == tools::Schemas::Kubernetes)
@@ -140,8 +130,11 @@ fn every_rendered_object_matches_its_schema() {
         "the chart renders no Signpost objects of its own"
     );
     assert_eq!(third.len(), 1, "the ServiceMonitor of one scenario");
-    tools::validate_kubernetes(&validate, &core, scratch.path()).unwrap_or_else(|e| panic!("{e}"));
-    tools::validate_third_party(&node, &modules, &third, scratch.path())
+    validators
+        .kubernetes(&core)
+        .unwrap_or_else(|e| panic!("{e}"));
+    validators
+        .third_party(&third)
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -149,27 +142,24 @@ fn every_rendered_object_matches_its_schema() {
 /// ServiceMonitor are each refused.
 #[test]
 fn schema_checks_refuse_bad_objects() {
-    let Some(validate) = tools::require(tools::kubernetes_validate(), "kubernetes-validate") else {
+    let Some(validators) = tools::validators() else {
         return;
     };
-    let Some((node, modules)) =
-        tools::require(tools::node_models(), "node with @kubernetes-models")
-    else {
-        return;
-    };
-    let scratch = tempfile::tempdir().expect("tempdir");
     let misspelt = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
         "spec": {"ports": [{"port": 7443, "targetport": 7443}]}});
-    let err = tools::validate_kubernetes(&validate, &[&misspelt], scratch.path())
+    let err = validators
+        .kubernetes(&[&misspelt])
         .expect_err("unknown field refused");
     assert!(err.contains("targetport"), "{err}");
     let unknown =
         json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "x"}});
-    tools::validate_kubernetes(&validate, &[&unknown], scratch.path())
+    validators
+        .kubernetes(&[&unknown])
         .expect_err("a kind without a schema is not a pass");
     let monitor = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
         "metadata": {"name": "x"}, "spec": {"selector": {}, "endpoints": [{"port": 9090}]}});
-    let err = tools::validate_third_party(&node, &modules, &[&monitor], scratch.path())
+    let err = validators
+        .third_party(&[&monitor])
         .expect_err("port must be a string");
     assert!(err.contains("port"), "{err}");
 }
@@ -372,19 +362,29 @@ fn operator_rbac_is_exactly_the_documented_set() {
     assert!(args(deployment).contains(&"--namespace=retail".to_string()));
 }
 
-/// The README's RBAC table lists the same grants the chart renders.
+/// Both READMEs' RBAC tables (the chart's and the repository's) list the grants the chart
+/// renders.
 #[test]
-fn readme_rbac_table_matches_the_chart() {
-    let readme = std::fs::read_to_string(chart().join("README.md")).expect("chart README");
+fn readme_rbac_tables_match_the_chart() {
+    let mut want = workload_grants();
+    want.extend(lease_grants());
+    for readme in [chart().join("README.md"), tools::root().join("README.md")] {
+        let text = std::fs::read_to_string(&readme).expect("README");
+        assert_eq!(rbac_table(&text), want, "{}", readme.display());
+    }
+}
+
+/// The grants of the table between `<!-- rbac -->` markers:
+/// `| `group` | `resources`, ... | verbs | scope | why |`.
+fn rbac_table(readme: &str) -> BTreeSet<Grant> {
     let table = readme
         .split_once("<!-- rbac -->")
         .and_then(|(_, rest)| rest.split_once("<!-- /rbac -->"))
         .map(|(table, _)| table)
-        .expect("the README's RBAC table between <!-- rbac --> markers");
+        .expect("an RBAC table between <!-- rbac --> markers");
     let mut documented = BTreeSet::new();
     for line in table.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | `group` | `resources` | verbs | scope | why |
         let group = cells[1].trim_matches('`');
         let group = if group == "core" { "" } else { group };
         let verbs = cells[3].replace(['`', ','], "");
@@ -396,9 +396,14 @@ fn readme_rbac_table_matches_the_chart() {
             ));
         }
     }
-    let mut want = workload_grants();
-    want.extend(lease_grants());
-    assert_eq!(documented, want);
+    documented
+}
+
+fn assert_has_arg(args: &[String], want: &str) {
+    assert!(
+        args.iter().any(|a| a == want),
+        "{want} missing from {args:?}"
+    );
 }
 
 fn args(deployment: &Value) -> Vec<String> {
@@ -409,18 +414,7 @@ fn args(deployment: &Value) -> Vec<String> {
 fn operator_runs_non_root_without_capabilities() {
     let Some(helm) = helm() else { return };
     for values in [&[][..], &["-f", "values-hub.yaml"][..]] {
-        let values: Vec<String> = values
-            .iter()
-            .map(|a| {
-                if a.starts_with("values-") {
-                    chart().join(a).display().to_string()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        let objects = rendered(&helm, &values);
+        let objects = rendered(&helm, values);
         let deployment = find(&objects, "Deployment", "signpost-operator").expect("Deployment");
         let pod = &deployment["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -504,10 +498,7 @@ fn operator_runs_non_root_without_capabilities() {
             "--distribution-endpoint=https://signpost-operator.signpost.svc:7443",
             "--lease-name=signpost-operator",
         ] {
-            assert!(
-                args.iter().any(|a| a == want),
-                "{want} missing from {args:?}"
-            );
+            assert_has_arg(&args, want);
         }
         assert!(
             !args.iter().any(|a| a.starts_with("--namespace")),
@@ -591,8 +582,7 @@ fn optional_objects_only_when_asked_for() {
 #[test]
 fn hub_exposes_only_distribution_to_the_stores() {
     let Some(helm) = helm() else { return };
-    let hub = chart().join("values-hub.yaml").display().to_string();
-    let objects = rendered(&helm, &["-f", &hub]);
+    let objects = rendered(&helm, &["-f", "values-hub.yaml"]);
     let external =
         find(&objects, "Service", "signpost-operator-external").expect("external Service");
     assert_eq!(external["spec"]["type"], "LoadBalancer");
@@ -622,8 +612,7 @@ fn hub_exposes_only_distribution_to_the_stores() {
 #[test]
 fn edge_runs_the_store_router_and_no_operator() {
     let Some(helm) = helm() else { return };
-    let edge = chart().join("values-edge.yaml").display().to_string();
-    let objects = rendered(&helm, &["-f", &edge]);
+    let objects = rendered(&helm, &["-f", "values-edge.yaml"]);
     let present = kinds(&objects);
     for absent in [
         "Deployment",
@@ -661,10 +650,7 @@ fn edge_runs_the_store_router_and_no_operator() {
         "--metrics=0.0.0.0:9464",
         "--log-format=json",
     ] {
-        assert!(
-            args.iter().any(|a| a == want),
-            "{want} missing from {args:?}"
-        );
+        assert_has_arg(&args, want);
     }
     assert_eq!(c["image"], "ghcr.io/signpost-dev/signpost-router:0.1.0");
     let volumes = pod["volumes"].as_array().expect("volumes");

@@ -36,12 +36,7 @@ fn objects(relative: &str) -> Vec<Value> {
 
 #[test]
 fn gitops_objects_match_their_schemas() {
-    let Some((node, modules)) =
-        tools::require(tools::node_models(), "node with @kubernetes-models")
-    else {
-        return;
-    };
-    let Some(validate) = tools::require(tools::kubernetes_validate(), "kubernetes-validate") else {
+    let Some(validators) = tools::validators() else {
         return;
     };
     let mut all = Vec::new();
@@ -53,7 +48,6 @@ fn gitops_objects_match_their_schemas() {
     ] {
         all.extend(objects(file));
     }
-    let scratch = tempfile::tempdir().expect("tempdir");
     let (core, third): (Vec<&Value>, Vec<&Value>) = all
         .iter()
         .partition(|o| tools::schemas_for(o) == tools::Schemas::Kubernetes);
@@ -67,9 +61,12 @@ fn gitops_objects_match_their_schemas() {
         2,
         "the argocd-cm patch and Flux's target Namespace"
     );
-    tools::validate_third_party(&node, &modules, &third, scratch.path())
+    validators
+        .third_party(&third)
         .unwrap_or_else(|e| panic!("{e}"));
-    tools::validate_kubernetes(&validate, &core, scratch.path()).unwrap_or_else(|e| panic!("{e}"));
+    validators
+        .kubernetes(&core)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// What the objects point at exists: a kustomization at the synced path, the chart and its

@@ -143,13 +143,44 @@ pub fn schemas_for(object: &serde_json::Value) -> Schemas {
     }
 }
 
+/// Both schema validators, with a scratch directory for the files they read.
+pub struct Validators {
+    kubernetes: PathBuf,
+    node: PathBuf,
+    modules: PathBuf,
+    scratch: tempfile::TempDir,
+}
+
+/// The validators, or `None` (skipped, or failed in CI) when one is missing.
+pub fn validators() -> Option<Validators> {
+    let kubernetes = require(kubernetes_validate(), "kubernetes-validate")?;
+    let (node, modules) = require(node_models(), "node with @kubernetes-models")?;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    Some(Validators {
+        kubernetes,
+        node,
+        modules,
+        scratch,
+    })
+}
+
+impl Validators {
+    pub fn kubernetes(&self, objects: &[&serde_json::Value]) -> Result<(), String> {
+        validate_kubernetes(&self.kubernetes, objects, self.scratch.path())
+    }
+
+    pub fn third_party(&self, objects: &[&serde_json::Value]) -> Result<(), String> {
+        validate_third_party(&self.node, &self.modules, objects, self.scratch.path())
+    }
+}
+
 /// Kubernetes versions the chart supports at both ends: the oldest (CEL `isCIDR`/`isIP`) and
 /// the newest kubernetes-validate knows.
 pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.31.0", "1.37.0"];
 
 /// Validates core objects with kubernetes-validate in strict mode (unknown fields refused) at
 /// each supported version. A kind it has no schema for is an error, not a warning.
-pub fn validate_kubernetes(
+fn validate_kubernetes(
     tool: &Path,
     objects: &[&serde_json::Value],
     scratch: &Path,
@@ -172,7 +203,7 @@ pub fn validate_kubernetes(
 }
 
 /// Validates third-party objects against their CRDs' schemas (`validate_models.js`).
-pub fn validate_third_party(
+fn validate_third_party(
     node: &Path,
     modules: &Path,
     objects: &[&serde_json::Value],
