@@ -662,10 +662,6 @@ impl RetailLab {
                 ])?;
             }
             sysctl(ens, "net.ipv4.ip_forward", "1")?;
-            // Answer the hub's ARP for off-LAN destinations at once (proxy_delay defaults to
-            // up to 0.8 s).
-            sysctl(ens, "net.ipv4.conf.lan0.proxy_arp", "1")?;
-            sysctl(ens, "net.ipv4.neigh.lan0.proxy_delay", "0")?;
             masquerade(ens, "wan0", None)?;
             offload_off(&[(ens, "lan0"), (ens, "wan0"), (vpc, "egress"), (inet, &port)])?;
         }

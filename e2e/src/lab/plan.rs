@@ -6,7 +6,7 @@
 //! ```text
 //!            ┌──────────── internet (transit) ─────────────┐        web 198.18.80.80
 //!   store ───┤ one bridge per WAN segment, gateway address │── hub ── vpc bridge ── service hosts
-//!   LAN ─────┤            198.18.0.0/30 │                  │          └─ egress (proxy ARP, NAT)
+//!   LAN ─────┤            198.18.0.0/30 │                  │          └─ egress (gateway, NAT)
 //!   switch   └──────────────────────────┼──────────────────┘
 //!   (VLANs)       carrier (NAT) ─ one link per 100.64.0.0/10 WAN
 //! ```
@@ -22,9 +22,9 @@
 //!   holds the prefix (`10.1.0.1/16` for VLAN networks `10.1.10.0/24`...: an on-link route).
 //! - A service location's addresses are hosts on the hub's LAN behind a bridge (one host per
 //!   address, listening on the service's ports). A location without addresses delivers to the
-//!   original destination (internet breakout): the hub's LAN then gets an egress firewall that
-//!   answers ARP for off-LAN destinations and masquerades them onto the lab internet, where a
-//!   web host stands for "the internet".
+//!   original destination (internet breakout) through the hub LAN's `gateway`: there the lab
+//!   puts an egress firewall that masquerades onto the lab internet, where a web host stands
+//!   for "the internet".
 //! - Lab-only addresses (transit uplinks, the web host) are from 198.18.0.0/15 (RFC 2544,
 //!   benchmarking), which no example uses.
 
@@ -116,6 +116,8 @@ pub struct LanPlan {
     pub interface: String,
     pub device: String,
     pub addresses: Vec<Ipv4Net>,
+    /// The next hop for off-LAN destinations (a hub's egress firewall).
+    pub gateway: Option<Ipv4Addr>,
     pub networks: Vec<NetworkPlan>,
 }
 
@@ -157,11 +159,12 @@ pub struct HostPlan {
     pub ports: Vec<(Proto, u16)>,
 }
 
-/// The egress firewall on a hub's LAN for services delivered to their original destination.
+/// The egress firewall on a hub's LAN (its LAN gateway), for services delivered to their
+/// original destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressPlan {
     pub router: String,
-    /// Its address on the hub's LAN.
+    /// Its address on the hub's LAN: the hub LAN's gateway.
     pub lan: Ipv4Net,
     /// The hub's LAN address it sends returning traffic to.
     pub hub: Ipv4Addr,
@@ -275,6 +278,7 @@ impl Plan {
                             interface: iface.name.to_string(),
                             device,
                             addresses,
+                            gateway: iface.gateway.as_ref().and_then(|g| g.as_str().parse().ok()),
                             networks,
                         });
                     }
@@ -376,7 +380,6 @@ impl Plan {
             .map(|r| (r.name.clone(), r))
             .collect();
         let mut hosts: BTreeMap<(String, Ipv4Addr), HostPlan> = BTreeMap::new();
-        let mut egress_hubs: Vec<String> = Vec::new();
         let mut web_ports = Vec::new();
         let mut services: Vec<_> = intent.services.iter().collect();
         services.sort_by_key(|s| s.metadata.name.clone());
@@ -391,9 +394,6 @@ impl Plan {
                 let Some(lan) = &hub.lan else { continue };
                 if location.addresses.is_empty() {
                     breaks_out = true;
-                    if !egress_hubs.contains(&hub.name) {
-                        egress_hubs.push(hub.name.clone());
-                    }
                     continue;
                 }
                 for a in &location.addresses {
@@ -476,20 +476,19 @@ impl Plan {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        for (i, hub) in egress_hubs.iter().enumerate() {
-            let Some(lan) = hubs.get(hub.as_str()).and_then(|h| h.lan.as_ref()) else {
-                continue;
-            };
-            let Some(hub_addr) = lan.addresses.first() else {
-                continue;
-            };
-            let last = u32::from(hub_addr.broadcast()) - 1;
-            let lan_addr = Ipv4Net::new(Ipv4Addr::from(last), hub_addr.prefix_len())
-                .map_err(|e| e.to_string())?;
+        let gatewayed = hubs.values().filter_map(|h| {
+            let lan = h.lan.as_ref()?;
+            let gateway = lan.gateway?;
+            let subnet = lan.addresses.iter().find(|a| a.contains(&gateway))?;
+            Some((h.name.clone(), gateway, *subnet))
+        });
+        for (i, (hub, gateway, hub_addr)) in gatewayed.enumerate() {
+            let lan_addr =
+                Ipv4Net::new(gateway, hub_addr.prefix_len()).map_err(|e| e.to_string())?;
             let uplink = Ipv4Net::new(Ipv4Addr::new(198, 18, 1 + i as u8, 0), 30)
                 .map_err(|e| e.to_string())?;
             self.egresses.push(EgressPlan {
-                router: hub.clone(),
+                router: hub,
                 lan: lan_addr,
                 hub: hub_addr.addr(),
                 uplink,
