@@ -4,6 +4,7 @@
 
 pub mod admin_cli;
 pub mod admission;
+pub mod bootstrap;
 pub mod compiler;
 pub mod crd;
 pub mod distribution;
