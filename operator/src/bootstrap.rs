@@ -443,7 +443,7 @@ impl TokenStore for LocalTokens {
 
 /// The operator's side of `Distribution/Bootstrap`: a CA to issue with and the tokens.
 pub struct Enrollment {
-    ca: CertificateAuthority,
+    ca: Arc<CertificateAuthority>,
     tokens: Arc<dyn TokenStore>,
 }
 
@@ -454,7 +454,7 @@ impl fmt::Debug for Enrollment {
 }
 
 impl Enrollment {
-    pub fn new(ca: CertificateAuthority, tokens: Arc<dyn TokenStore>) -> Self {
+    pub fn new(ca: Arc<CertificateAuthority>, tokens: Arc<dyn TokenStore>) -> Self {
         Self { ca, tokens }
     }
 

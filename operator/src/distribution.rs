@@ -263,6 +263,15 @@ struct Shared {
     /// another uid are refused.
     bindings: RwLock<Arc<BTreeMap<String, String>>>,
     enrollment: OnceLock<Arc<Enrollment>>,
+    bootstraps_ok: AtomicU64,
+    bootstraps_refused: AtomicU64,
+}
+
+/// Bootstrap requests answered so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bootstraps {
+    pub ok: u64,
+    pub refused: u64,
 }
 
 impl Shared {
@@ -317,6 +326,8 @@ impl Distribution {
                 next_stream: AtomicU64::new(1),
                 bindings: RwLock::new(Arc::new(BTreeMap::new())),
                 enrollment: OnceLock::new(),
+                bootstraps_ok: AtomicU64::new(0),
+                bootstraps_refused: AtomicU64::new(0),
             }),
         }
     }
@@ -341,6 +352,14 @@ impl Distribution {
     /// off). Set once, before or while serving; a second call is ignored and returns false.
     pub fn enable_bootstrap(&self, enrollment: Enrollment) -> bool {
         self.shared.enrollment.set(Arc::new(enrollment)).is_ok()
+    }
+
+    /// Bootstrap requests answered so far.
+    pub fn bootstraps(&self) -> Bootstraps {
+        Bootstraps {
+            ok: self.shared.bootstraps_ok.load(Ordering::Relaxed),
+            refused: self.shared.bootstraps_refused.load(Ordering::Relaxed),
+        }
     }
 
     /// The configs being served.
@@ -595,12 +614,17 @@ impl distribution_server::Distribution for Subscriptions {
                           certificates with (local mode needs ca.key in its --tls-dir)"
                 .to_string();
             shared.refuse(peer, Some(&request.router), reason.clone());
+            shared.bootstraps_refused.fetch_add(1, Ordering::Relaxed);
             return Err(Status::unimplemented(reason));
         };
         let by = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
         match enrollment.enroll(&request, &by, SystemTime::now()).await {
-            Ok(response) => Ok(Response::new(response)),
+            Ok(response) => {
+                shared.bootstraps_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(Response::new(response))
+            }
             Err(refusal) => {
+                shared.bootstraps_refused.fetch_add(1, Ordering::Relaxed);
                 shared.refuse(
                     peer,
                     Some(&request.router),

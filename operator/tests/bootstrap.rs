@@ -36,7 +36,7 @@ async fn operator(pki: &Pki) -> (Operator, LocalTokens) {
     let ca_dir = pki.dir.path().join("ca");
     let ca = CertificateAuthority::load(&ca_dir).expect("CA");
     dist.enable_bootstrap(Enrollment::new(
-        ca,
+        std::sync::Arc::new(ca),
         std::sync::Arc::new(LocalTokens::new(&ca_dir)),
     ));
     let op = Operator::start(&dist, &pki.operator()).await;
