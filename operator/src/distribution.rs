@@ -187,6 +187,14 @@ impl fmt::Display for DistributionError {
 
 impl std::error::Error for DistributionError {}
 
+/// Binds the config stream's listener; returns it with the address it got (port 0: any).
+pub async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
+    let fail = |e: std::io::Error| format!("listening on {addr}: {e}");
+    let listener = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
+}
+
 /// The rustls server config for the config stream, from a TLS directory (`ca.pem`, `tls.crt`,
 /// `tls.key`): see [`server_tls_for`].
 pub fn server_tls(dir: &Path) -> Result<Arc<rustls::ServerConfig>, DistributionError> {

@@ -8,26 +8,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{DEADLINE, Operator, Pki, Router, examples};
+use common::{DEADLINE, Operator, Pki, Router, retail};
 use signpost_cnf::control::Backoff;
 use signpost_cnf::control::bootstrap::{self, BootstrapError, BootstrapSettings};
 use signpost_operator::bootstrap::{Enrollment, LocalTokens, Token};
-use signpost_operator::compiler::Options;
-use signpost_operator::distribution::{Configs, Distribution};
+use signpost_operator::distribution::Distribution;
 use signpost_operator::identity::{self, CertificateAuthority, Validity};
-use signpost_operator::local::LocalMode;
-
-fn retail() -> Configs {
-    let mut local = LocalMode::new(
-        &examples(),
-        Options {
-            key_master: [1; 32],
-            key_epoch: 0,
-        },
-    );
-    local.reload();
-    local.served().clone()
-}
 
 /// An operator serving the retail example with bootstrap on; tokens under the CA directory.
 async fn operator(pki: &Pki) -> (Operator, LocalTokens) {

@@ -6,26 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{DEADLINE, Operator, Pki, Router, examples, expired, until};
+use common::{DEADLINE, Operator, Pki, Router, expired, retail, until};
 use prost::Message;
 use sha2::{Digest, Sha256};
-use signpost_operator::compiler::{Options, RouterOutput};
+use signpost_operator::compiler::RouterOutput;
 use signpost_operator::distribution::{Configs, Distribution, Outcome};
-use signpost_operator::local::LocalMode;
 use signpost_proto::v1::{RouterConfig, WanInterface};
-
-/// The retail example's configs.
-fn retail() -> Configs {
-    let mut local = LocalMode::new(
-        &examples(),
-        Options {
-            key_master: [1; 32],
-            key_epoch: 0,
-        },
-    );
-    local.reload();
-    local.served().clone()
-}
 
 fn output(config: &RouterConfig) -> Arc<RouterOutput> {
     let encoded = config.encode_to_vec();

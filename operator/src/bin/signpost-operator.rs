@@ -185,12 +185,7 @@ async fn run_local(cli: Cli, manifests: PathBuf) -> Result<(), String> {
         key_master,
         key_epoch: cli.key_epoch,
     };
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", cli.listen))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("listening on {}: {e}", cli.listen))?;
+    let (listener, bound) = distribution::listen(cli.listen).await?;
 
     let distribution = Distribution::new();
     if tls_dir.join(identity::CA_KEY_FILE).exists() {

@@ -402,43 +402,24 @@ pub async fn run(
         });
     }
 
+    macro_rules! controller {
+        ($kind:ty, $triggers:expr, $reconcile:expr) => {
+            tokio::spawn(run_controller::<$kind, _, _>(
+                scoped(&client, scope),
+                $triggers,
+                leader_rx.clone(),
+                Arc::clone(&ctx),
+                Arc::clone(&metrics),
+                $reconcile,
+                stopped(),
+            ))
+        };
+    }
     let controllers = [
-        tokio::spawn(run_controller::<Router, _, _>(
-            scoped(&client, scope),
-            router_rx,
-            leader_rx.clone(),
-            Arc::clone(&ctx),
-            Arc::clone(&metrics),
-            reconcile::reconcile_router,
-            stopped(),
-        )),
-        tokio::spawn(run_controller::<Tenant, _, _>(
-            scoped(&client, scope),
-            tenant_rx,
-            leader_rx.clone(),
-            Arc::clone(&ctx),
-            Arc::clone(&metrics),
-            reconcile::reconcile_object::<Tenant>,
-            stopped(),
-        )),
-        tokio::spawn(run_controller::<Service, _, _>(
-            scoped(&client, scope),
-            service_rx,
-            leader_rx.clone(),
-            Arc::clone(&ctx),
-            Arc::clone(&metrics),
-            reconcile::reconcile_object::<Service>,
-            stopped(),
-        )),
-        tokio::spawn(run_controller::<Policy, _, _>(
-            scoped(&client, scope),
-            policy_rx,
-            leader_rx.clone(),
-            Arc::clone(&ctx),
-            Arc::clone(&metrics),
-            reconcile::reconcile_object::<Policy>,
-            stopped(),
-        )),
+        controller!(Router, router_rx, reconcile::reconcile_router),
+        controller!(Tenant, tenant_rx, reconcile::reconcile_object::<Tenant>),
+        controller!(Service, service_rx, reconcile::reconcile_object::<Service>),
+        controller!(Policy, policy_rx, reconcile::reconcile_object::<Policy>),
     ];
 
     let metrics_server = options.metrics.map(|addr| {
@@ -450,12 +431,7 @@ pub async fn run(
         ))
     });
 
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", options.listen))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("listening on {}: {e}", options.listen))?;
+    let (listener, bound) = distribution::listen(options.listen).await?;
     println!("listening on {bound}");
     tracing::info!(
         "cluster mode: serving router configs on {bound}, watching {}, lease {}/{} as {}",

@@ -73,6 +73,19 @@ impl Pki {
     }
 }
 
+/// The retail example's configs.
+pub fn retail() -> signpost_operator::distribution::Configs {
+    let mut local = signpost_operator::local::LocalMode::new(
+        &examples(),
+        signpost_operator::compiler::Options {
+            key_master: [1; 32],
+            key_epoch: 0,
+        },
+    );
+    local.reload();
+    local.served().clone()
+}
+
 /// A day from now.
 pub fn valid() -> Validity {
     Validity::days_from_now(1)
