@@ -11,17 +11,20 @@ use crate::packet::{Ipv4Packet, Ipv6Packet, checksum};
 pub fn mark(packet: &mut [u8], dscp: u8) -> bool {
     let dscp = dscp & 0x3f;
     match packet.first().map(|b| b >> 4) {
-        Some(4) if packet.len() >= 20 => {
+        Some(4) => {
+            // A header of known length, so that the view's field accesses need no checks.
+            let Some(header) = packet.first_chunk_mut::<20>() else {
+                return false;
+            };
             // Bytes 0-1 (version/IHL and DS field) are one word of the header checksum.
-            let old = u16::from_be_bytes([packet[0], packet[1]]);
+            let old = u16::from_be_bytes([header[0], header[1]]);
             let new = (old & 0xff03) | (u16::from(dscp) << 2);
-            if new == old {
-                return true;
+            if new != old {
+                let mut ip = Ipv4Packet::new_unchecked(&mut header[..]);
+                ip.set_dscp(dscp);
+                let sum = checksum::update_u16(ip.checksum(), old, new);
+                ip.set_checksum(sum);
             }
-            let mut ip = Ipv4Packet::new_unchecked(packet);
-            ip.set_dscp(dscp);
-            let sum = checksum::update_u16(ip.checksum(), old, new);
-            ip.set_checksum(sum);
             true
         }
         Some(6) if packet.len() >= 40 => {

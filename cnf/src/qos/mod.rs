@@ -32,6 +32,7 @@ pub mod bucket;
 pub mod class;
 pub mod dscp;
 pub mod scheduler;
+pub mod wan;
 
 use std::time::Instant;
 
@@ -40,6 +41,7 @@ use signpost_proto::v1::{Priority, RouterConfig};
 pub use bucket::{TokenBucket, nanos_since};
 pub use class::{ClassSpec, Classes, default_classes, priority_name};
 pub use scheduler::{ClassStats, LinkScheduler, Offer};
+pub use wan::{LinkSpec, WanQueues};
 
 /// Smallest policer burst: two full-size frames, so a rate limit never refuses every packet.
 const MIN_BURST: u64 = 3000;
@@ -114,18 +116,22 @@ impl QosConfig {
 pub struct Policer {
     base: Instant,
     buckets: Vec<Option<TokenBucket>>,
+    /// Does any rule have a limit? (Most routers have none: one comparison per packet.)
+    any: bool,
 }
 
 impl Policer {
     pub fn new(base: Instant, qos: &QosConfig) -> Self {
+        let buckets: Vec<Option<TokenBucket>> = (0..qos.rule_rate.len())
+            .map(|r| {
+                qos.rule_rate(r)
+                    .map(|(rate, burst)| TokenBucket::new(rate, burst))
+            })
+            .collect();
         Policer {
             base,
-            buckets: (0..qos.rule_rate.len())
-                .map(|r| {
-                    qos.rule_rate(r)
-                        .map(|(rate, burst)| TokenBucket::new(rate, burst))
-                })
-                .collect(),
+            any: buckets.iter().any(Option::is_some),
+            buckets,
         }
     }
 
@@ -133,6 +139,9 @@ impl Policer {
     /// when it does.) Rules without a limit always fit.
     #[inline]
     pub fn admit(&mut self, now: Instant, rule: usize, bytes: usize) -> bool {
+        if !self.any {
+            return true;
+        }
         match self.buckets.get_mut(rule) {
             Some(Some(b)) => b.try_take(nanos_since(self.base, now), bytes as u64),
             _ => true,

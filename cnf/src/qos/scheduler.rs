@@ -185,6 +185,30 @@ impl LinkScheduler {
         })
     }
 
+    /// Does this scheduler run exactly these classes?
+    pub fn classes_match(&self, classes: &Classes) -> bool {
+        self.classes.len() == classes.len()
+            && self
+                .classes
+                .iter()
+                .zip(classes.specs())
+                .all(|(q, s)| q.spec == *s)
+    }
+
+    /// Drops every waiting packet (its link is going away), counted for its class.
+    pub fn drop_queued(&mut self) {
+        for q in &mut self.classes {
+            while let Some((slot, len)) = q.fifo.pop_front() {
+                q.stats.dropped_packets += 1;
+                q.stats.dropped_bytes += u64::from(len);
+                self.free.push(slot);
+            }
+            q.bytes = 0;
+            q.deficit = 0;
+        }
+        self.queued = 0;
+    }
+
     /// Is a packet of `class` behind any waiting packet that must go first?
     fn behind(&self, class: usize) -> bool {
         if class < self.first_weighted {
