@@ -15,7 +15,7 @@ use crate::io::{Forwarder, Frame, PortId, Verdict};
 use crate::packet::arp::operation;
 use crate::packet::ethernet::ethertype;
 use crate::packet::{ArpPacket, EthernetFrame, Ipv4Packet, MacAddress};
-use crate::pipeline::{Action, Egress, Ingress, Interface, PacketBuf, Pipeline, Tables};
+use crate::pipeline::{Action, Egress, Ingress, Interface, Lan, PacketBuf, Pipeline, Tables};
 use crate::qos::{LinkSpec, Offer, WanQueues};
 
 const ETH: usize = 14;
@@ -35,6 +35,8 @@ pub struct Worker {
     iface_port: HashMap<Interface, usize>,
     /// By port: IPv4 addresses the router answers ARP and ping for.
     own_v4: Vec<Vec<Ipv4Addr>>,
+    /// By port: the LAN interface on it, whose gateway takes off-link destinations.
+    lan: Vec<Option<Lan>>,
     pub(super) neighbors: Neighbors,
     raw: Arc<RawSenders>,
     pub(super) counters: RuntimeCounters,
@@ -58,6 +60,7 @@ impl Worker {
             port_iface: vec![None; ports.len()],
             iface_port: HashMap::new(),
             own_v4: ports.iter().map(|p| p.os_v4.clone()).collect(),
+            lan: vec![None; ports.len()],
             ports,
             neighbors,
             raw,
@@ -79,6 +82,7 @@ impl Worker {
         self.port_iface = vec![None; self.ports.len()];
         self.iface_port.clear();
         self.own_v4 = self.ports.iter().map(|p| p.os_v4.clone()).collect();
+        self.lan = vec![None; self.ports.len()];
         let position = |device: &str| self.ports.iter().position(|p| p.device == device);
         for (i, w) in tables.wans.iter().enumerate() {
             if let (Some(port), Ok(i)) = (position(&w.device), u8::try_from(i)) {
@@ -93,6 +97,7 @@ impl Worker {
             if let (Some(port), Ok(i)) = (position(&l.device), u8::try_from(i)) {
                 self.port_iface[port] = Some(Interface::Lan(i));
                 self.iface_port.insert(Interface::Lan(i), port);
+                self.lan[port] = l.gateway.is_some().then(|| l.clone());
                 for a in &l.addresses {
                     if let IpAddr::V4(v4) = a {
                         self.own_v4[port].push(*v4);
@@ -223,7 +228,7 @@ impl Worker {
             return Verdict::Drop;
         };
         write_ethernet(frame.data_mut(), src_mac, egress.vlan);
-        let IpAddr::V4(hop) = egress.next_hop else {
+        let IpAddr::V4(hop) = self.next_hop(port, egress.next_hop) else {
             self.counters.neighbor_ipv6_unsupported += 1;
             return Verdict::Drop;
         };
@@ -252,6 +257,15 @@ impl Worker {
         match self.wan_queues.offer(now, wan, egress.class, frame.data()) {
             Offer::Send => Verdict::Forward(PortId(port as u16)),
             Offer::Queued | Offer::Dropped => Verdict::Drop,
+        }
+    }
+
+    /// The neighbour for `hop` on `port`: a LAN with a gateway sends off-link destinations to
+    /// it (the pipeline names the destination; choosing the neighbour is Ethernet's business).
+    fn next_hop(&self, port: usize, hop: IpAddr) -> IpAddr {
+        match self.lan.get(port) {
+            Some(Some(lan)) => lan.next_hop(hop),
+            _ => hop,
         }
     }
 
@@ -367,7 +381,7 @@ impl Worker {
             return;
         };
         write_ethernet(&mut frame, src_mac, egress.vlan);
-        let IpAddr::V4(hop) = egress.next_hop else {
+        let IpAddr::V4(hop) = self.next_hop(port, egress.next_hop) else {
             self.counters.neighbor_ipv6_unsupported += 1;
             return;
         };
