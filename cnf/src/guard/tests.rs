@@ -11,37 +11,14 @@ use etherparse::{IpNumber, Ipv4Header, PacketBuilder, SlicedPacket};
 use signpost_proto::v1 as pb;
 
 use crate::packet::Ipv4Packet;
-use crate::pipeline::testbed::{CLIENT, GUEST, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config};
-use crate::pipeline::{
-    Action, DropReason, Egress, Ingress, Interface, Options, PacketBuf, Pipeline, Tables,
+use crate::pipeline::testbed::{
+    CLIENT, GUEST, GUEST_IN, PAYMENTS_VIP, POS, TELEMETRY, WAN0, edge_config, hub_config, run,
 };
-
-const POS: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: Some(10),
-};
-const GUEST_IN: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: Some(30),
-};
-const WAN0: Ingress = Ingress {
-    interface: Interface::Wan(0),
-    vlan: None,
-};
+use crate::pipeline::{Action, DropReason, Egress, Ingress, Interface, Options, Pipeline, Tables};
 
 fn pipeline(now: Instant, config: &pb::RouterConfig) -> Pipeline {
     let tables = Tables::new(config, "v1").expect("config builds");
     Pipeline::new(now, Arc::new(tables), Options::default())
-}
-
-fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..packet.len()].copy_from_slice(packet);
-    let mut pkt = PacketBuf::new(&mut buf, packet.len());
-    let action = p.handle(now, ingress, &mut pkt);
-    let len = pkt.len();
-    buf.truncate(len);
-    (action, buf)
 }
 
 fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {

@@ -10,37 +10,10 @@ use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use signpost_proto::v1 as pb;
 
 use super::testbed::{
-    CLIENT, GUEST, PAYMENTS_REAL, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config,
+    CLIENT, GUEST, GUEST_IN, HUB_LAN, PAYMENTS_REAL, PAYMENTS_VIP, POS, TELEMETRY, WAN0,
+    edge_config, hub_config, run,
 };
 use super::*;
-
-const POS: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: Some(10),
-};
-const GUEST_IN: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: Some(30),
-};
-const WAN0: Ingress = Ingress {
-    interface: Interface::Wan(0),
-    vlan: None,
-};
-const HUB_LAN: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: None,
-};
-
-/// A packet through one pipeline: the action and the bytes after it.
-fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..packet.len()].copy_from_slice(packet);
-    let mut pkt = PacketBuf::new(&mut buf, packet.len());
-    let action = p.handle(now, ingress, &mut pkt);
-    let len = pkt.len();
-    buf.truncate(len);
-    (action, buf)
-}
 
 struct Lab {
     now: Instant,
