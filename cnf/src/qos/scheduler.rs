@@ -599,6 +599,36 @@ mod tests {
     }
 
     #[test]
+    fn a_capped_weighted_class_stays_under_its_cap_and_leaves_the_rest() {
+        let weighted = |p: Priority, weight, limit_percent| QosClass {
+            priority: p as i32,
+            strict: false,
+            weight,
+            dscp: 0,
+            limit_percent,
+        };
+        // High would take 90% by weight; its cap holds it to 20%.
+        let c = Classes::new(&[
+            weighted(Priority::High, 90, 20),
+            weighted(Priority::Low, 10, 0),
+        ])
+        .expect("valid");
+        let (high, low) = (class(&c, Priority::High), class(&c, Priority::Low));
+        let mut s = LinkScheduler::new(10_000_000, &c, 1536);
+        let (sent, _) = run(
+            &mut s,
+            &[(high, 1500, 10_000_000), (low, 1500, 10_000_000)],
+            3,
+        );
+        let (h, l) = (
+            sent[usize::from(high)] * 8 / 3,
+            sent[usize::from(low)] * 8 / 3,
+        );
+        assert!(h.abs_diff(2_000_000) < 100_000, "high {h}");
+        assert!(l.abs_diff(8_000_000) < 250_000, "low {l}");
+    }
+
+    #[test]
     fn a_driver_without_room_keeps_the_frames_queued() {
         let c = classes();
         let normal = class(&c, Priority::Normal);
