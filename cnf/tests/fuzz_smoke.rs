@@ -276,6 +276,7 @@ fn forwarding_oracle_rejects_bad_packets() {
         interface: Interface::Wan(0),
         vlan: None,
         next_hop: "192.0.2.1".parse().expect("address"),
+        class: 0,
     };
     let mut out = syn.clone();
     out[8] -= 1; // TTL

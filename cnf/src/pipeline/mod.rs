@@ -59,8 +59,10 @@ use std::time::Instant;
 
 use signpost_proto::v1::{Direction as PolicyDirection, LoadBalancing, SecurityMode};
 
-use crate::classify::{RuleId, ServiceId};
+use crate::classify::{RuleId, ServiceId, TenantId};
+use crate::guard::Guard;
 use crate::packet::ip_protocol;
+use crate::qos::Policer;
 use crate::security::{self, ReplayWindow, SessionKey, TRAILER_LEN};
 use crate::session::{
     Expired, FlowKey, Hit, Insert, Refused, SessionId, SessionTable, Side, allocate_waypoint,
@@ -93,6 +95,8 @@ pub struct Egress {
     pub interface: Interface,
     pub vlan: Option<u16>,
     pub next_hop: IpAddr,
+    /// The session's QoS class (index into `Tables::qos.classes`) on a WAN egress; 0 otherwise.
+    pub class: u8,
 }
 
 /// What to do with a packet after [`Pipeline::handle`] (which rewrote it in place).
@@ -186,6 +190,10 @@ pub struct Pipeline {
     expired: Vec<Expired<Svr>>,
     transmits: VecDeque<ControlTx>,
     options: Options,
+    /// Admission: new-session rates, drops per tenant (`crate::guard`).
+    guard: Guard,
+    /// Rate limits per access rule (`crate::qos`).
+    policer: Policer,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -195,11 +203,21 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+fn tenant_names(tables: &Tables) -> Vec<String> {
+    (0..tables.classifier.tenant_count())
+        .map(|t| {
+            let id = TenantId(u16::try_from(t).unwrap_or(u16::MAX));
+            tables.classifier.tenant_info(id).name.clone()
+        })
+        .collect()
+}
+
 fn refused(r: Refused) -> DropReason {
     match r {
         Refused::TableFull => DropReason::TableFull,
         Refused::TenantLimit => DropReason::TenantLimit,
         Refused::HalfOpenLimit => DropReason::HalfOpenLimit,
+        Refused::TenantHalfOpenLimit => DropReason::TenantHalfOpenLimit,
         Refused::KeyInUse => DropReason::KeyInUse,
     }
 }
@@ -259,6 +277,8 @@ impl Pipeline {
             .map(|p| vec![true; p.paths.len()])
             .collect();
         let peer_sessions = vec![0; tables.peers.len()];
+        let guard = Guard::new(now, &tables.guard, tenant_names(&tables), options.hash_seed);
+        let policer = Policer::new(now, &tables.qos);
         Self {
             tables,
             sessions,
@@ -271,7 +291,13 @@ impl Pipeline {
             expired: Vec::new(),
             transmits: VecDeque::new(),
             options,
+            guard,
+            policer,
         }
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     pub fn tables(&self) -> &Arc<Tables> {
@@ -320,6 +346,8 @@ impl Pipeline {
         let old = std::mem::replace(&mut self.tables, tables);
         let new = Arc::clone(&self.tables);
         self.sessions.set_limits(new.limits, new.timeouts);
+        self.guard.configure(&new.guard, tenant_names(&new));
+        self.policer = Policer::new(self.sessions.base(), &new.qos);
         self.path_up = new
             .peers
             .iter()
@@ -422,6 +450,7 @@ impl Pipeline {
                 if self.tables.lan_owns(p.dst()) || self.tables.wan_owning(p.dst()).is_some() {
                     return Ok(Action::Local);
                 }
+                crate::guard::may_open(pkt.data(), &p)?;
                 let id = self.open_from_lan(now, lan, ingress.vlan, &p)?;
                 self.established(
                     now,
@@ -526,11 +555,6 @@ impl Pipeline {
         vlan: Option<u16>,
         p: &ip::Parsed,
     ) -> Result<SessionId, DropReason> {
-        if let Some(seg) = p.tcp
-            && !seg.opens()
-        {
-            return Err(DropReason::TcpNotSyn);
-        }
         let c = &self.tables.classifier;
         let tenant = c
             .tenant(usize::from(lan), vlan, p.src())
@@ -538,12 +562,15 @@ impl Pipeline {
         let service = c
             .service(p.dst(), p.protocol, p.key.dst_port())
             .ok_or(DropReason::NoService)?;
-        let rule = c.rule(tenant, service).ok_or(DropReason::NoPolicy)?;
+        let rule = c
+            .rule(tenant, service)
+            .ok_or_else(|| self.guard.refuse(tenant, DropReason::NoPolicy))?;
         let info = c.rule_info(rule);
         if info.direction == PolicyDirection::FromService {
-            return Err(DropReason::Direction);
+            return Err(self.guard.refuse(tenant, DropReason::Direction));
         }
         let security = effective(info.security);
+        self.guard.admit(now, tenant, rule, p.src())?;
         let (peer_ix, path_ix) = self.choose(service, rule).ok_or(DropReason::NoPath)?;
         let tables = Arc::clone(&self.tables);
         let peer = tables
@@ -597,7 +624,10 @@ impl Pipeline {
             tenant: tenant.0,
             state,
         };
-        let id = self.sessions.insert(now, new).map_err(refused)?;
+        let id = self
+            .sessions
+            .insert(now, new)
+            .map_err(|r| self.guard.refuse(tenant, refused(r)))?;
         if let Some(n) = self.peer_sessions.get_mut(usize::from(peer_ix)) {
             *n += 1;
         }
@@ -667,10 +697,12 @@ impl Pipeline {
         let service = c
             .service_named(meta.service.as_deref().ok_or(DropReason::BadMetadata)?)
             .ok_or(DropReason::NoService)?;
-        let rule = c.rule(tenant, service).ok_or(DropReason::NoPolicy)?;
+        let rule = c
+            .rule(tenant, service)
+            .ok_or_else(|| self.guard.refuse(tenant, DropReason::NoPolicy))?;
         let info = c.rule_info(rule);
         if info.direction == PolicyDirection::FromService {
-            return Err(DropReason::Direction);
+            return Err(self.guard.refuse(tenant, DropReason::Direction));
         }
         let security = effective(info.security);
         if meta.payload_encrypted != (security == SecurityMode::Encrypt) {
@@ -680,6 +712,7 @@ impl Pipeline {
         if original.protocol() != p.protocol || original.src().is_ipv4() != p.src().is_ipv4() {
             return Err(DropReason::BadMetadata);
         }
+        self.guard.admit(now, tenant, rule, original.src())?;
         let addrs = self
             .tables
             .fronted_addresses(service)
@@ -725,7 +758,10 @@ impl Pipeline {
             tenant: tenant.0,
             state,
         };
-        let id = self.sessions.insert(now, new).map_err(refused)?;
+        let id = self
+            .sessions
+            .insert(now, new)
+            .map_err(|r| self.guard.refuse(tenant, refused(r)))?;
         if let Some(n) = self.peer_sessions.get_mut(usize::from(peer_ix)) {
             *n += 1;
         }
@@ -804,10 +840,18 @@ impl Pipeline {
         p: ip::Parsed,
         hit: Hit,
     ) -> Result<Action, DropReason> {
-        let (role, path) = {
+        let (role, path, rule, tenant) = {
             let s = self.sessions.get(hit.id).ok_or(DropReason::NoSession)?;
-            (s.state.role, (s.state.peer, s.state.path))
+            (
+                s.state.role,
+                (s.state.peer, s.state.path),
+                s.state.rule,
+                s.tenant(),
+            )
         };
+        if !self.policer.admit(now, usize::from(rule.0), p.end) {
+            return Err(self.guard.refuse(TenantId(tenant), DropReason::RateLimited));
+        }
         if role == Role::Ingress && !hit.reply {
             let up = self
                 .path_up
@@ -942,10 +986,13 @@ impl Pipeline {
             .get(usize::from(st.wan))
             .ok_or(DropReason::NoPath)?;
         let next_hop = wan.gateway.unwrap_or(target.dst());
+        let (class, dscp) = tables.qos.rule_class(usize::from(st.rule.0));
+        crate::qos::dscp::mark(pkt.data_mut(), dscp);
         let egress = Egress {
             interface: Interface::Wan(st.wan),
             vlan: None,
             next_hop,
+            class,
         };
         let bytes = p.end;
         self.sessions.touch(hit.id, now, hit.reply, bytes, p.tcp);
@@ -1103,6 +1150,7 @@ impl Pipeline {
             interface: Interface::Lan(lan),
             vlan: (vlan != 0).then_some(vlan),
             next_hop: target.dst(),
+            class: 0,
         };
         self.sessions.touch(hit.id, now, hit.reply, p.end, p.tcp);
         Ok(Action::Forward(egress))
@@ -1239,6 +1287,7 @@ impl Pipeline {
                 interface: Interface::Wan(tx.wan),
                 vlan: None,
                 next_hop,
+                class: 0,
             },
             total,
         ))

@@ -130,6 +130,39 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
         &[],
         snap.session_table_bytes,
     ));
+    for ((tenant, reason), n) in &snap.guard_drops {
+        out.push(counter(
+            "signpost_guard_drops_total",
+            &[("reason", reason.name()), ("tenant", tenant)],
+            *n,
+        ));
+    }
+    out.push(counter(
+        "signpost_guard_source_entries",
+        &[],
+        snap.guard_sources,
+    ));
+    out.push(counter(
+        "signpost_guard_source_evictions_total",
+        &[],
+        snap.guard_source_evictions,
+    ));
+    for ((wan, class), s) in &snap.qos {
+        let labels = [("interface", wan.as_str()), ("class", *class)];
+        for (event, packets) in [
+            ("sent", s.sent_packets),
+            ("queued", s.queued_packets),
+            ("dropped", s.dropped_packets),
+        ] {
+            let with_event = [labels[0], labels[1], ("event", event)];
+            out.push(counter("signpost_qos_packets_total", &with_event, packets));
+        }
+        for (event, bytes) in [("sent", s.sent_bytes), ("dropped", s.dropped_bytes)] {
+            let with_event = [labels[0], labels[1], ("event", event)];
+            out.push(counter("signpost_qos_bytes_total", &with_event, bytes));
+        }
+        out.push(counter("signpost_qos_queue_bytes", &labels, s.queue_bytes));
+    }
     for (device, s) in runtime.port_stats() {
         for (what, value) in [
             ("rx_packets", s.rx_packets),
@@ -251,6 +284,7 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
         info.policy,
         crate::pipeline::Pipeline::security_name(info.security)
     ));
+    out.steps.push(guard_and_qos_step(&tables, rule));
     if tables.fronted_addresses(service).is_some() {
         out.allowed = true;
         out.steps
@@ -296,6 +330,48 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
             deny(out, "no-path", step)
         }
     }
+}
+
+/// The class, rate limits and admission limits a session under `rule` gets, in words.
+fn guard_and_qos_step(tables: &crate::pipeline::Tables, rule: crate::classify::RuleId) -> String {
+    let (class, dscp) = tables.qos.rule_class(usize::from(rule.0));
+    let spec = tables.qos.classes.get(class);
+    let mut text = format!(
+        "class {} ({}, DSCP {dscp})",
+        spec.map_or("?", |s| s.name()),
+        match spec {
+            Some(s) if s.strict && s.limit_percent > 0 => {
+                format!(
+                    "strict priority, at most {}% of a shaped link",
+                    s.limit_percent
+                )
+            }
+            Some(s) if s.strict => "strict priority".to_string(),
+            Some(s) => format!("weight {}", s.weight),
+            None => "unknown".to_string(),
+        }
+    );
+    if let Some((rate, burst)) = tables.qos.rule_rate(usize::from(rule.0)) {
+        text += &format!(
+            "; rate limit {} bit/s per tenant x service (burst {burst} bytes)",
+            rate * 8
+        );
+    }
+    let per_source = tables.guard.source_rate(rule);
+    if per_source > 0 {
+        text += &format!("; at most {per_source} new sessions/s per source");
+    }
+    if tables.guard.tenant_rate() > 0 {
+        text += &format!(
+            "; the tenant at most {} new sessions/s",
+            tables.guard.tenant_rate()
+        );
+    }
+    text += &format!(
+        "; half-open TCP at most {} per tenant, {} in all",
+        tables.limits.max_half_open_per_tenant, tables.limits.max_half_open
+    );
+    text
 }
 
 #[tonic::async_trait]

@@ -22,6 +22,18 @@ fn help(name: &str) -> &'static str {
         "signpost_sessions" => "Live sessions",
         "signpost_sessions_by_service" => "Live sessions per tenant and service",
         "signpost_session_table_bytes" => "Memory held by the session tables",
+        "signpost_guard_drops_total" => {
+            "New sessions and packets the guard refused, by reason and tenant"
+        }
+        "signpost_guard_source_entries" => "Sources the per-source session-rate table tracks",
+        "signpost_guard_source_evictions_total" => {
+            "Per-source rate entries replaced before their bucket was full (table too small for the flood)"
+        }
+        "signpost_qos_packets_total" => {
+            "Packets per shaped WAN interface and class: sent, queued (waited), dropped (queue full)"
+        }
+        "signpost_qos_bytes_total" => "Bytes per shaped WAN interface and class: sent, dropped",
+        "signpost_qos_queue_bytes" => "Bytes waiting per shaped WAN interface and class",
         "signpost_interface_rx_packets_total" => "Frames received per interface",
         "signpost_interface_rx_bytes_total" => "Bytes received per interface",
         "signpost_interface_tx_packets_total" => "Frames sent per interface",

@@ -190,6 +190,13 @@ pub struct CounterSnapshot {
     pub session_table_bytes: u64,
     /// Version of the config in force ("" before the first).
     pub config_version: String,
+    /// Guard refusals per (tenant, reason).
+    pub guard_drops: BTreeMap<(String, DropReason), u64>,
+    /// Per-source limiter entries in use and evictions that lost state (`crate::guard`).
+    pub guard_sources: u64,
+    pub guard_source_evictions: u64,
+    /// Per (WAN interface, class): the shaped links' counters (`crate::qos`).
+    pub qos: BTreeMap<(String, &'static str), crate::qos::ClassStats>,
 }
 
 fn add_counters(into: &mut Counters, from: &Counters) {
@@ -256,6 +263,7 @@ impl Runtime {
         let mut workers = Vec::new();
         let running = io::start(&options.io, |_queue| {
             let mut worker = Worker::new(ports.clone(), raw.clone(), now);
+            worker.link_share = options.io.queues.len().max(1) as u32;
             if let Some(tables) = slot.current() {
                 worker.install(now, tables, slot.generation(), options.pipeline);
             }
@@ -348,6 +356,9 @@ impl Runtime {
         for w in &self.workers {
             let w = lock(w);
             snap.runtime.add(&w.counters);
+            for (key, stats) in w.wan_queues.stats() {
+                snap.qos.entry(key).or_default().add(&stats);
+            }
             if let Some(p) = &w.pipeline {
                 add_counters(&mut snap.pipeline, p.counters());
                 snap.sessions += p.sessions().len() as u64;
@@ -355,6 +366,11 @@ impl Runtime {
                 for (key, n) in p.session_counts() {
                     *snap.sessions_by.entry(key).or_default() += n;
                 }
+                for (key, n) in p.guard().tenant_drops() {
+                    *snap.guard_drops.entry(key).or_default() += n;
+                }
+                snap.guard_sources += p.guard().sources().len() as u64;
+                snap.guard_source_evictions += p.guard().sources().evictions();
             }
         }
         snap

@@ -16,6 +16,7 @@ use crate::packet::arp::operation;
 use crate::packet::ethernet::ethertype;
 use crate::packet::{ArpPacket, EthernetFrame, Ipv4Packet, MacAddress};
 use crate::pipeline::{Action, Egress, Ingress, Interface, Lan, PacketBuf, Pipeline, Tables};
+use crate::qos::{LinkSpec, Offer, WanQueues};
 
 const ETH: usize = 14;
 const ETH_VLAN: usize = 18;
@@ -39,6 +40,10 @@ pub struct Worker {
     pub(super) neighbors: Neighbors,
     raw: Arc<RawSenders>,
     pub(super) counters: RuntimeCounters,
+    /// Shaped WAN links: the frames waiting for their turn (`crate::qos`).
+    pub(super) wan_queues: WanQueues,
+    /// Workers that share each WAN link (each shapes to its part of the capacity).
+    pub(super) link_share: u32,
 }
 
 impl Worker {
@@ -60,6 +65,8 @@ impl Worker {
             neighbors,
             raw,
             counters: RuntimeCounters::default(),
+            wan_queues: WanQueues::new(now),
+            link_share: 1,
         }
     }
 
@@ -98,6 +105,25 @@ impl Worker {
                 }
             }
         }
+        let links: Vec<Option<LinkSpec>> = tables
+            .wans
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let port = *self
+                    .iface_port
+                    .get(&Interface::Wan(u8::try_from(i).ok()?))?;
+                Some(LinkSpec {
+                    name: w.name.clone(),
+                    port: PortId(port as u16),
+                    capacity_bps: tables.qos.wan_capacity.get(i).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        // Frames up to the MTU behind a tagged Ethernet header.
+        let slot = (usize::from(options.mtu) + ETH_VLAN).next_multiple_of(64);
+        self.wan_queues
+            .configure(&links, &tables.qos.classes, self.link_share, slot);
         match &mut self.pipeline {
             Some(p) => p.set_tables(tables),
             None => self.pipeline = Some(Pipeline::new(now, tables, options)),
@@ -206,25 +232,31 @@ impl Worker {
             self.counters.neighbor_ipv6_unsupported += 1;
             return Verdict::Drop;
         };
-        match self.neighbors.lookup(port, hop, now) {
-            Resolution::Known(mac) => {
-                set_dst(frame.data_mut(), mac);
-                Verdict::Forward(PortId(port as u16))
-            }
+        let mac = match self.neighbors.lookup(port, hop, now) {
+            Resolution::Known(mac) => mac,
             Resolution::Refresh(mac) => {
                 self.send_arp_request(port, hop, egress.vlan);
-                set_dst(frame.data_mut(), mac);
-                Verdict::Forward(PortId(port as u16))
+                mac
             }
             Resolution::Request => {
                 self.send_arp_request(port, hop, egress.vlan);
                 self.hold(port, hop, frame.data(), now);
-                Verdict::Drop
+                return Verdict::Drop;
             }
             Resolution::Wait => {
                 self.hold(port, hop, frame.data(), now);
-                Verdict::Drop
+                return Verdict::Drop;
             }
+        };
+        set_dst(frame.data_mut(), mac);
+        let Interface::Wan(wan) = egress.interface else {
+            return Verdict::Forward(PortId(port as u16));
+        };
+        // The WAN link's scheduler: at once when nothing waits and the shaper allows, else a
+        // copy waits in the class's queue (counted there), or the queue is full (counted).
+        match self.wan_queues.offer(now, wan, egress.class, frame.data()) {
+            Offer::Send => Verdict::Forward(PortId(port as u16)),
+            Offer::Queued | Offer::Dropped => Verdict::Drop,
         }
     }
 
@@ -435,6 +467,15 @@ impl Forwarder for SessionForwarder {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         worker.handle_frame(now, ingress, frame)
+    }
+
+    fn poll_release(
+        &mut self,
+        now: Instant,
+        release: &mut dyn FnMut(PortId, &[u8]) -> bool,
+    ) -> Option<Instant> {
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        worker.wan_queues.release(now, release)
     }
 }
 

@@ -676,3 +676,59 @@ fn an_unchanged_intent_reselects_nothing() {
     assert!(again.reselected.is_empty(), "{:?}", again.reselected);
     assert_eq!(again.routers.len(), 5);
 }
+
+#[test]
+fn qos_classes_rate_limits_capacities_and_router_limits_reach_the_router() {
+    let c = retail();
+    let store = cfg(&c.routers["store-0142"]);
+    assert_eq!(store.qos_classes, signpost_cnf::qos::default_classes());
+    let critical = store
+        .qos_classes
+        .iter()
+        .find(|q| q.priority == pb::Priority::Critical as i32)
+        .expect("a critical class");
+    assert!(critical.strict && critical.dscp == 46 && critical.limit_percent == 50);
+    let broadband = store
+        .wan_interfaces
+        .iter()
+        .find(|w| w.name == "broadband")
+        .expect("broadband");
+    assert_eq!(broadband.capacity_bps, 500_000_000);
+    let guest = store
+        .access
+        .iter()
+        .find(|r| r.policy == "guest-internet")
+        .expect("guest-internet");
+    assert_eq!(guest.priority, pb::Priority::Low as i32);
+    let limit = guest.rate_limit.expect("a rate limit");
+    assert_eq!(
+        (
+            limit.bits_per_second,
+            limit.burst_bytes,
+            limit.new_sessions_per_second
+        ),
+        (20_000_000, 250_000, 50)
+    );
+    let pay = store
+        .access
+        .iter()
+        .find(|r| r.policy == "pos-payments")
+        .expect("pos-payments");
+    assert_eq!(pay.priority, pb::Priority::Critical as i32);
+    let limits = store.limits.expect("limits");
+    assert_eq!(
+        (
+            limits.max_half_open_per_tenant,
+            limits.new_sessions_per_second_per_tenant,
+            limits.max_half_open
+        ),
+        (2000, 500, 0)
+    );
+    // A router without `limits` gets the router's defaults (all zero).
+    let other = cfg(&c.routers["store-0217"]);
+    assert_eq!(other.limits, Some(pb::Limits::default()));
+    // The config the router gets builds, with those classes and limits.
+    let tables = signpost_cnf::pipeline::Tables::new(&store, "v").expect("the router takes it");
+    assert_eq!(tables.limits.max_half_open_per_tenant, 2000);
+    assert_eq!(tables.guard.tenant_rate(), 500);
+}

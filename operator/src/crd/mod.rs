@@ -20,7 +20,7 @@ pub use common::{InterfaceAddress, IpAddress, ObjectName, Prefix, Status, Symbol
 pub use policy::{Direction, Policy, PolicySpec, Priority, RateLimit, SecurityMode, Sla};
 pub use router::{
     HighAvailability, Interface, InterfaceRole, LanNetwork, Multus, Peering, Placement, Router,
-    RouterRole, RouterSpec, RouterStatus,
+    RouterLimits, RouterRole, RouterSpec, RouterStatus,
 };
 pub use service::{
     LoadBalancing, PortRange, Protocol, Service, ServiceLocation, ServiceSpec, TrafficClass,

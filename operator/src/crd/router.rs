@@ -50,6 +50,42 @@ pub struct RouterSpec {
     pub placement: Option<Placement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HighAvailability>,
+    /// How much state the router holds and how fast it lets tenants create it (the DoS guard).
+    /// Unset fields take the router's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RouterLimits>,
+}
+
+/// Session limits of one router. Unset: the router's default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterLimits {
+    /// Sessions the router holds in total (default 1,048,576).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_sessions: Option<u32>,
+    /// Sessions one tenant may hold (default: no per-tenant limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_sessions_per_tenant: Option<u32>,
+    /// Half-open TCP sessions (SYN seen, handshake not complete) in total (default: an eighth
+    /// of `maxSessions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_half_open: Option<u32>,
+    /// Half-open TCP sessions one tenant may hold (default: half of `maxHalfOpen`), so that a
+    /// SYN flood from one tenant cannot use up the budget of the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_half_open_per_tenant: Option<u32>,
+    /// New sessions per second one tenant may open on this router (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000000))]
+    pub new_sessions_per_second_per_tenant: Option<u32>,
+    /// Seconds a half-open TCP session is kept without an answer (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub tcp_half_open_timeout_seconds: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]

@@ -280,6 +280,10 @@ pub struct QosClass {
     /// DSCP written on egress packets of the class.
     #[prost(uint32, tag = "4")]
     pub dscp: u32,
+    /// Most of a shaped link's capacity the class may take, in percent (0: no cap). A strict class
+    /// without a cap can starve the weighted ones; with one, what it does not use goes to them.
+    #[prost(uint32, tag = "5")]
+    pub limit_percent: u32,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Limits {
@@ -299,6 +303,16 @@ pub struct Limits {
     pub udp_idle_timeout_s: u32,
     #[prost(uint32, tag = "6")]
     pub icmp_idle_timeout_s: u32,
+    /// Half-open TCP sessions one tenant may hold (0: half of max_half_open), so that a SYN flood
+    /// from one tenant cannot use up the half-open budget of the others.
+    #[prost(uint32, tag = "7")]
+    pub max_half_open_per_tenant: u32,
+    /// New sessions per second one tenant may open on this router (0: unlimited).
+    #[prost(uint32, tag = "8")]
+    pub new_sessions_per_second_per_tenant: u32,
+    /// Seconds a half-open TCP session is kept without a reply (0: router default).
+    #[prost(uint32, tag = "9")]
+    pub tcp_half_open_timeout_s: u32,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
