@@ -10,6 +10,7 @@ pub mod control;
 pub mod fuzzing;
 pub mod io;
 pub mod packet;
+pub mod path;
 pub mod pcap;
 pub mod pipeline;
 pub mod runtime;
