@@ -2,6 +2,7 @@
 
 pub mod bfd;
 pub mod book;
+pub mod monitor;
 pub mod quality;
 
 #[cfg(test)]

@@ -77,6 +77,8 @@ pub struct PeerPath {
     pub wan: usize,
     pub remote: IpAddr,
     pub remote_ports: (u16, u16),
+    /// The peer's interface at the far end (for names both routers agree on).
+    pub remote_interface: String,
     pub vector: String,
     pub cost: u32,
 }
@@ -113,6 +115,8 @@ pub struct Tables {
     pub fronted: Vec<Option<Vec<IpAddr>>>,
     pub limits: TableLimits,
     pub timeouts: Timeouts,
+    /// BFD settings as configured (the path monitor applies its defaults to zero fields).
+    pub path_monitoring: signpost_proto::v1::PathMonitoring,
     pub version: String,
 }
 
@@ -206,6 +210,7 @@ impl Tables {
                     wan,
                     remote: address(&path.remote_address, &what)?,
                     remote_ports: ports(path.remote_waypoint_ports.as_ref(), &what)?,
+                    remote_interface: path.remote_interface.clone(),
                     vector: path.vector.clone(),
                     cost: path.cost,
                 });
@@ -281,6 +286,7 @@ impl Tables {
             fronted,
             limits,
             timeouts,
+            path_monitoring: config.path_monitoring.unwrap_or_default(),
             version: version.to_string(),
         })
     }
