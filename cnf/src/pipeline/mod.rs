@@ -465,6 +465,10 @@ impl Pipeline {
                 if !w.owns(p.dst()) {
                     return Err(DropReason::NotForwarded);
                 }
+                if crate::path::is_bfd(p.protocol, p.key.src_port(), p.key.dst_port()) {
+                    // For the path monitor, also when a NAT's answer lands on a waypoint port.
+                    return Ok(Action::Local);
+                }
                 let payload = pkt.data().get(p.payload..p.end).unwrap_or(&[]);
                 if !w.is_waypoint_port(p.key.dst_port()) || !svr::starts_with_cookie(payload) {
                     if w.is_waypoint_port(p.key.dst_port()) && p.protocol != ip_protocol::ICMP {
