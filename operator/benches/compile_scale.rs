@@ -65,6 +65,7 @@ fn router(name: &str, role: RouterRole, interfaces: Vec<Interface>) -> Router {
             peering: None,
             placement: None,
             ha: None,
+            path_monitoring: None,
         },
     )
 }

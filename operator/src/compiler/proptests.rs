@@ -189,6 +189,7 @@ fn router(n: &'static str) -> impl Strategy<Value = Router> {
                     }),
                     placement: None,
                     ha: None,
+                    path_monitoring: None,
                 },
             )
         })

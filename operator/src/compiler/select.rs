@@ -370,8 +370,26 @@ impl<'w> Selection<'w> {
                 .collect(),
             wan_interfaces,
             lan_interfaces,
+            path_monitoring: spec.path_monitoring.as_ref().map(path_monitoring),
             ..Default::default()
         }
+    }
+}
+
+fn path_monitoring(m: &crate::crd::PathMonitoring) -> pb::PathMonitoring {
+    use crate::crd::BfdAuthentication;
+    let interval = m.interval_ms.unwrap_or(0);
+    pb::PathMonitoring {
+        min_tx_ms: interval,
+        min_rx_ms: interval,
+        multiplier: m.multiplier.map_or(0, u32::from),
+        authentication: match m.authentication {
+            None => pb::BfdAuthentication::Unspecified,
+            Some(BfdAuthentication::PeerKey) => pb::BfdAuthentication::PeerKey,
+            Some(BfdAuthentication::None) => pb::BfdAuthentication::None,
+        } as i32,
+        hold_down_ms: m.hold_down_ms.unwrap_or(0),
+        disabled: m.disabled,
     }
 }
 

@@ -674,3 +674,50 @@ fn an_unchanged_intent_reselects_nothing() {
     assert!(again.reselected.is_empty(), "{:?}", again.reselected);
     assert_eq!(again.routers.len(), 5);
 }
+
+#[test]
+fn path_monitoring_settings_reach_the_router_config() {
+    let intent = yaml(
+        r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Router
+metadata: {name: store-1}
+spec:
+  role: edge
+  pathMonitoring: {intervalMs: 20, multiplier: 5, authentication: none, holdDownMs: 2000}
+  interfaces:
+    - {name: wan, role: wan, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Router
+metadata: {name: hub-1}
+spec:
+  role: hub
+  interfaces:
+    - {name: wan, role: wan, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}
+"#,
+    );
+    let c = compile(&intent, &options());
+    let store = c
+        .routers
+        .get("store-1")
+        .map(|o| cfg(o))
+        .expect("store-1 compiled");
+    assert_eq!(
+        store.path_monitoring,
+        Some(pb::PathMonitoring {
+            min_tx_ms: 20,
+            min_rx_ms: 20,
+            multiplier: 5,
+            authentication: pb::BfdAuthentication::None as i32,
+            hold_down_ms: 2000,
+            disabled: false,
+        })
+    );
+    let hub = c
+        .routers
+        .get("hub-1")
+        .map(|o| cfg(o))
+        .expect("hub-1 compiled");
+    assert_eq!(hub.path_monitoring, None, "absent: the router's defaults");
+}
