@@ -189,6 +189,16 @@ pub struct MonitorView {
     pub quality: Estimate,
 }
 
+/// A path's BFD session changed state (for the log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub peer: String,
+    pub path: String,
+    pub from: State,
+    pub to: State,
+    pub diagnostic: Diagnostic,
+}
+
 /// Why a received packet was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -234,6 +244,7 @@ pub struct PathMonitor {
     counters: BfdCounters,
     /// Packets queued outside the sessions (AdminDown of removed paths).
     queued: Vec<(Egress, Vec<u8>)>,
+    transitions: Vec<Transition>,
     changed: bool,
     rng: u64,
 }
@@ -248,6 +259,7 @@ impl PathMonitor {
             by_expected: HashMap::new(),
             counters: BfdCounters::default(),
             queued: Vec::new(),
+            transitions: Vec::new(),
             changed: true,
             rng: seed | 1,
         };
@@ -530,7 +542,20 @@ impl PathMonitor {
         };
         while let Some(e) = m.session.poll_event() {
             match e {
-                Event::StateChanged { from, to, .. } => {
+                Event::StateChanged {
+                    from,
+                    to,
+                    diagnostic,
+                } => {
+                    if self.transitions.len() < 1024 {
+                        self.transitions.push(Transition {
+                            peer: m.peer_name.clone(),
+                            path: m.path_id.clone(),
+                            from,
+                            to,
+                            diagnostic,
+                        });
+                    }
                     if to == State::Up {
                         m.ever_up = true;
                         m.liveness = Liveness::Up;
@@ -600,6 +625,11 @@ impl PathMonitor {
                 }
             }
         }
+    }
+
+    /// The state changes since the last call.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.transitions)
     }
 
     /// True once since the last call when some path changed liveness (push a report now).

@@ -2,9 +2,9 @@
 //! a sliding window, in simulated-time-testable form (`now` is an argument).
 //!
 //! - **Round-trip time** comes from Poll→Final exchanges ([`super::bfd::Event::RoundTrip`]);
-//!   the smoothed RTT is an EWMA with gain 1/8 (RFC 6298's SRTT). **Latency** is reported as
-//!   one-way, SRTT / 2: the routers' clocks are not synchronised, so a one-way delay cannot be
-//!   measured, and half the round trip is what an SLA's "latency" is compared with.
+//!   the smoothed RTT is an EWMA with gain 1/8 (RFC 6298's SRTT). **Latency** is that round
+//!   trip, as a Policy's `sla.maxLatencyMs` defines it: the routers' clocks are not
+//!   synchronised, so a one-way delay could not be measured anyway.
 //! - **Jitter** is RFC 3550's interarrival jitter estimator (`J += (|D| - J) / 16`) applied
 //!   to successive round-trip samples: the variation of the round trip.
 //! - **Loss** is counted per one-second bucket over a ten-second window, from two sources:
@@ -38,7 +38,7 @@ struct Bucket {
 /// What a path looks like now. `None`: not measured (yet).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Estimate {
-    /// One-way latency estimate (SRTT / 2), microseconds.
+    /// Round-trip latency (SRTT), microseconds.
     pub latency_us: Option<u32>,
     pub jitter_us: Option<u32>,
     /// Parts per million.
@@ -151,7 +151,7 @@ impl Quality {
         };
         let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
         Estimate {
-            latency_us: self.srtt.map(|s| us(s / 2)),
+            latency_us: self.srtt.map(us),
             jitter_us: self.last_rtt.map(|_| self.jitter_us.round() as u32),
             loss_ppm: loss.map(|l| (l * 1e6).round() as u32),
         }
@@ -181,19 +181,19 @@ mod tests {
     }
 
     #[test]
-    fn latency_is_half_the_smoothed_round_trip() {
+    fn latency_is_the_smoothed_round_trip() {
         let t0 = Instant::now();
         let mut q = Quality::new(t0);
         assert_eq!(q.estimate(t0), Estimate::default(), "nothing measured yet");
         let now = feed(&mut q, t0, 2, 40 * MS, 0);
         let e = q.estimate(now);
-        assert_eq!(e.latency_us, Some(20_000));
+        assert_eq!(e.latency_us, Some(40_000));
         assert_eq!(e.jitter_us, Some(0));
         assert_eq!(e.loss_ppm, Some(0));
         // A step to 100 ms: the EWMA follows within a couple of dozen samples.
         let now = feed(&mut q, now, 2, 100 * MS, 0);
         let l = q.estimate(now).latency_us.expect("measured");
-        assert!((49_000..=50_000).contains(&l), "{l}");
+        assert!((98_000..=100_000).contains(&l), "{l}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn help(name: &str) -> &'static str {
         "signpost_path_up" => "1 when the peer path's BFD session is up",
         "signpost_path_degraded" => "1 when the path is up but breaks the SLA of a policy using it",
         "signpost_path_latency_us" => {
-            "One-way latency estimate (half the smoothed BFD round trip), microseconds"
+            "Round-trip latency (smoothed over BFD Poll/Final exchanges), microseconds"
         }
         "signpost_path_jitter_us" => "Round-trip jitter (RFC 3550 estimator), microseconds",
         "signpost_path_loss_ppm" => "Packet loss over the last 10 s, parts per million",

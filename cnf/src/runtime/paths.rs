@@ -118,6 +118,16 @@ pub(super) fn run(
             let Some(m) = m.as_mut() else { continue };
             m.handle_timeout(now);
             m.transmit(now, &mut out);
+            for t in m.take_transitions() {
+                tracing::info!(
+                    peer = %t.peer,
+                    path = %t.path,
+                    from = %t.from,
+                    to = %t.to,
+                    diagnostic = ?t.diagnostic,
+                    "path state"
+                );
+            }
             (m.take_changed() || now >= next_report).then(|| {
                 next_report = now + REPORT_EVERY;
                 m.report(now)

@@ -197,10 +197,13 @@ pub fn encode(
         .encoded
         .get_or_init(|| encode_contents(selection.contents(), pieces));
 
+    // Fields 13 on, from the router's own spec: a few bytes, encoded each time.
+    let trailer = selection.trailer().encode_to_vec();
     let len = header.bytes.len()
         + contents.len()
         + own.peers.iter().map(|(_, p)| p.bytes.len()).sum::<usize>()
-        + pieces.tail.len();
+        + pieces.tail.len()
+        + trailer.len();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&header.bytes);
     out.extend_from_slice(contents);
@@ -208,6 +211,7 @@ pub fn encode(
         out.extend_from_slice(&piece.bytes);
     }
     out.extend_from_slice(&pieces.tail);
+    out.extend_from_slice(&trailer);
     own.header = Some(header);
     out
 }

@@ -338,6 +338,7 @@ impl<'w> Selection<'w> {
             qos_classes: tail.qos_classes,
             limits: tail.limits,
             key_epoch: tail.key_epoch,
+            path_monitoring: self.trailer().path_monitoring,
             ..self.header()
         }
     }
@@ -370,6 +371,15 @@ impl<'w> Selection<'w> {
                 .collect(),
             wan_interfaces,
             lan_interfaces,
+            ..Default::default()
+        }
+    }
+
+    /// The fields from the router's own spec numbered after the tail (13 on), the others
+    /// left empty: encoded last, so that the assembled encoding stays in field order.
+    pub fn trailer(&self) -> pb::RouterConfig {
+        let spec = &self.entry.router.spec;
+        pb::RouterConfig {
             path_monitoring: spec.path_monitoring.as_ref().map(path_monitoring),
             ..Default::default()
         }

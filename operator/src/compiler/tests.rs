@@ -698,11 +698,13 @@ spec:
 "#,
     );
     let c = compile(&intent, &options());
-    let store = c
-        .routers
-        .get("store-1")
-        .map(|o| cfg(o))
-        .expect("store-1 compiled");
+    let out = c.routers.get("store-1").expect("store-1 compiled");
+    let store = cfg(out);
+    assert_eq!(
+        out.encoded,
+        store.encode_to_vec(),
+        "assembled in field order: what the router re-encodes hashes to the version"
+    );
     assert_eq!(
         store.path_monitoring,
         Some(pb::PathMonitoring {

@@ -519,11 +519,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A first packet as a peer sends it: Down, Detect Mult 3, My Discriminator 0x5c10b9e4,
-    /// Your Discriminator 0, desired TX 1 s (the slow rate), required RX 300 ms, echo 50 ms.
+    /// Captured from FRR `bfdd` 8.4.4 (single-hop, UDP 49152 → 3784, TTL 255, TOS 0xc0): its
+    /// first packet, Down, Detect Mult 3, My Discriminator 0x80106bfc, Your Discriminator 0,
+    /// Desired Min TX and Required Min RX 1 s (the slow rate), Required Min Echo RX 50 ms.
     const FRR_DOWN: [u8; 24] = [
-        0x20, 0x40, 0x03, 0x18, 0x5c, 0x10, 0xb9, 0xe4, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42,
-        0x40, 0x00, 0x04, 0x93, 0xe0, 0x00, 0x00, 0xc3, 0x50,
+        0x20, 0x40, 0x03, 0x18, 0x80, 0x10, 0x6b, 0xfc, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42,
+        0x40, 0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50,
     ];
 
     fn up(poll: bool) -> Control {
@@ -551,11 +552,11 @@ mod tests {
         assert_eq!(c.state, State::Down);
         assert_eq!(c.diagnostic, Diagnostic::None);
         assert_eq!(c.detect_mult, 3);
-        assert_eq!(c.my_discriminator, 0x5c10_b9e4);
+        assert_eq!(c.my_discriminator, 0x8010_6bfc);
         assert_eq!(c.your_discriminator, 0);
         assert_eq!(
             (c.desired_min_tx, c.required_min_rx, c.required_min_echo_rx),
-            (1_000_000, 300_000, 50_000)
+            (1_000_000, 1_000_000, 50_000)
         );
         assert!(!c.poll && !c.final_ && c.auth.is_none());
         let mut out = [0u8; 24];
