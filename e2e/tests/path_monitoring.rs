@@ -829,16 +829,16 @@ fn loss_on_a_path_moves_only_the_sessions_whose_sla_it_breaks() {
         "both flows start on broadband:\n{sessions}"
     );
     let t = lab.ns("transit");
-    let rules = [
-        "add table inet sp_loss",
-        "add chain inet sp_loss fwd { type filter hook forward priority 0 ; }",
-        "add rule inet sp_loss fwd iifname \"t-bb\" numgen random mod 100 < 5 drop",
-        "add rule inet sp_loss fwd oifname \"t-bb\" numgen random mod 100 < 5 drop",
-    ];
-    for r in rules {
-        let args: Vec<&str> = r.split(' ').collect();
-        check(&lab, t.exec("nft", &args).map(drop));
-    }
+    // 5 % of the packets in each direction of the broadband link, dropped by the transit.
+    let rules = lab.dir.path().join("loss.nft");
+    let ruleset = "table inet sp_loss {\n  chain lossy {\n    type filter hook forward priority 0;\n    \
+                   iifname \"t-bb\" numgen random mod 100 < 5 drop\n    \
+                   oifname \"t-bb\" numgen random mod 100 < 5 drop\n  }\n}\n";
+    check(
+        &lab,
+        std::fs::write(&rules, ruleset).map_err(|e| e.to_string()),
+    );
+    check(&lab, t.exec("nft", &["-f", &path(&rules)]).map(drop));
     let injected = Instant::now();
     let mut moved = None;
     let mut last = String::new();

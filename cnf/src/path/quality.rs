@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(10);
 const BUCKETS: usize = 10;
 const BUCKET: Duration = Duration::from_secs(1);
-/// Samples a loss figure needs in the window.
-pub const MIN_SAMPLES: u32 = 20;
+/// Samples a loss figure needs in the window: one loss in 100 is 1 %, so a single unlucky
+/// sample cannot make a clean path look like it breaks a 1 % SLA.
+pub const MIN_SAMPLES: u32 = 100;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Bucket {
@@ -185,7 +186,7 @@ mod tests {
         let t0 = Instant::now();
         let mut q = Quality::new(t0);
         assert_eq!(q.estimate(t0), Estimate::default(), "nothing measured yet");
-        let now = feed(&mut q, t0, 2, 40 * MS, 0);
+        let now = feed(&mut q, t0, 6, 40 * MS, 0);
         let e = q.estimate(now);
         assert_eq!(e.latency_us, Some(40_000));
         assert_eq!(e.jitter_us, Some(0));

@@ -20,8 +20,9 @@
 //!   remote is in Demand mode and both sides are Up (outside Poll Sequences).
 //!
 //! Path quality (a Signpost use of §6.5, which lets a system poll at any time): a session with
-//! `probe` set starts a Poll Sequence whenever none is in progress and the previous one's
-//! stray Finals have had time to arrive (two smoothed round trips after its last Poll), and
+//! `probe` set starts a Poll Sequence whenever none is in progress and the previous one left
+//! no stray Finals behind (Polls sent after the one that was answered are answered too; the
+//! next probe waits for those answers, or for two smoothed round trips after its last Poll), and
 //! reports each Final as [`Event::RoundTrip`]: the round-trip time from the Poll it answered
 //! and how many earlier Polls of the sequence went unanswered (lost round trips). When a
 //! sequence carried several Polls, the answered one is the Poll whose age best matches the
@@ -121,6 +122,9 @@ pub struct Session {
     last_rx: Option<Instant>,
     detect_deadline: Option<Instant>,
     next_probe: Option<Instant>,
+    /// Finals still to come for Polls of a finished sequence, and until when to wait for them.
+    strays: u32,
+    strays_until: Option<Instant>,
     srtt: Option<Duration>,
     rng: u64,
     events: VecDeque<Event>,
@@ -155,6 +159,8 @@ impl Session {
             last_rx: None,
             detect_deadline: None,
             next_probe: None,
+            strays: 0,
+            strays_until: None,
             srtt: None,
             rng: seed | 1,
             events: VecDeque::new(),
@@ -331,6 +337,8 @@ impl Session {
         self.remote_min_rx = c.required_min_rx;
         if c.final_ && self.poll.is_some() {
             self.end_poll(now);
+        } else if c.final_ && self.strays > 0 {
+            self.strays -= 1;
         }
         match (self.state, c.state) {
             (State::Init | State::Up, State::AdminDown) => {
@@ -389,7 +397,9 @@ impl Session {
         if self.config.probe && self.state == State::Up {
             let last = poll.sent.last().copied().unwrap_or(now);
             let guard = self.srtt.unwrap_or(SLOW_TX) * 2;
-            self.next_probe = Some((last + guard).max(now));
+            self.strays = poll.count.saturating_sub(answered as u32 + 1);
+            self.strays_until = Some(last + guard);
+            self.next_probe = Some(now);
         }
     }
 
@@ -458,10 +468,15 @@ impl Session {
             self.next_tx = None;
             return None;
         };
+        let no_strays = self.strays == 0 || self.strays_until.is_none_or(|t| t <= now);
         let probe_due = self.config.probe
             && self.state == State::Up
             && self.poll.is_none()
+            && no_strays
             && self.next_probe.is_some_and(|t| t <= now);
+        if probe_due {
+            self.strays = 0;
+        }
         if (self.poll_wanted || probe_due) && self.poll.is_none() {
             self.poll = Some(Poll::default());
             self.poll_wanted = false;
