@@ -232,10 +232,16 @@ impl PathBook {
         book
     }
 
+    /// A book for `tables` with the hold-down its `path_monitoring` settings ask for.
+    pub fn for_tables(tables: &Tables) -> PathBook {
+        let settings = super::monitor::MonitorSettings::from_config(&tables.path_monitoring);
+        PathBook::new(tables, settings.hold_down)
+    }
+
     /// A book for `tables` that keeps what `old` (built for `old_tables`) knew about paths
     /// that are still there, by peer name and path id.
     pub fn carry_over(&self, old_tables: &Tables, tables: &Tables) -> PathBook {
-        let mut book = PathBook::new(tables, self.hold_down);
+        let mut book = PathBook::for_tables(tables);
         for (p, peer) in tables.peers.iter().enumerate() {
             let Some(op) = old_tables.peer_named(&peer.name) else {
                 continue;
@@ -257,10 +263,6 @@ impl PathBook {
             book.evaluate(now);
         }
         book
-    }
-
-    pub fn set_hold_down(&mut self, hold_down: Duration) {
-        self.hold_down = hold_down;
     }
 
     fn index(&self, peer: usize, path: usize) -> Option<usize> {

@@ -22,9 +22,13 @@
 //!    "disable forward metadata") until a forward packet arrives without metadata.
 //! 4. **Established**: one lookup, the NAT rewrite with incremental checksums, a TTL decrement.
 //!    `authenticate` / `encrypt` sessions add the per-packet trailer.
-//! 5. **Path change**: when the session's path is down, the next forward packet moves it to the
-//!    next path the policy allows, with a new waypoint 5-tuple, and carries metadata again; the
-//!    egress router finds the session by UUID and re-binds it to the new 5-tuple. No reset.
+//! 5. **Path change**: the path book ([`crate::path::book`], fed by the path monitor) keeps,
+//!    per SLA class and peer, the path sessions should use. When a session's path is no longer
+//!    it (down, breaking the SLA, or a preferred path back after its hold-down), the next
+//!    forward packet moves it there with a new waypoint 5-tuple and metadata again; the egress
+//!    router finds the session by UUID and re-binds it. No reset. When no path to the
+//!    session's location is up but another location is reachable, a UDP/ICMP session is
+//!    re-established there and a TCP session is reset (RST to the client, see `reset.rs`).
 //! 6. **End**: idle timeouts per protocol and TCP state; an ingress router that expires a
 //!    session tells its peer with an authenticated control message (TLV 24 "delete session").
 //!
@@ -62,7 +66,7 @@ use signpost_proto::v1::{Direction as PolicyDirection, LoadBalancing, SecurityMo
 
 use crate::classify::{RuleId, ServiceId};
 use crate::packet::ip_protocol;
-use crate::path::book::{HOLD_DOWN, PathBook, PathReport};
+use crate::path::book::{PathBook, PathReport};
 use crate::security::{self, ReplayWindow, SessionKey, TRAILER_LEN};
 use crate::session::{
     Expired, FlowKey, Hit, Insert, Refused, SessionId, SessionTable, Side, allocate_waypoint,
@@ -274,7 +278,7 @@ fn crypto_dir(reply: bool) -> security::Direction {
 impl Pipeline {
     pub fn new(now: Instant, tables: Arc<Tables>, options: Options) -> Self {
         let sessions = SessionTable::new(now, tables.limits, tables.timeouts, options.hash_seed);
-        let paths = PathBook::new(&tables, HOLD_DOWN);
+        let paths = PathBook::for_tables(&tables);
         let peer_sessions = vec![0; tables.peers.len()];
         Self {
             tables,
