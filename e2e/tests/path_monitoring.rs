@@ -357,6 +357,26 @@ fn tcp_echo_stream(
     })
 }
 
+/// The POS terminal's flows: the payments TCP echo stream (until the flag is set) and a
+/// 50 packets/s voice stream of 172-byte datagrams for `voice_for`.
+struct Flows {
+    stop: Arc<AtomicBool>,
+    tcp: std::thread::JoinHandle<Result<EchoStream, String>>,
+    udp: std::thread::JoinHandle<Result<traffic::Stream, String>>,
+}
+
+fn start_flows(lab: &RetailLab, voice_for: Duration) -> Flows {
+    let pos = check(lab, lab.client(STORE, "pos")).name.clone();
+    let payments = check(lab, lab.target("payments", Proto::Tcp));
+    let voice = check(lab, lab.target("voice", Proto::Udp));
+    let stop = Arc::new(AtomicBool::new(false));
+    Flows {
+        tcp: tcp_echo_stream(&pos, payments, stop.clone()),
+        udp: traffic::udp_stream(&pos, voice, 172, 50, voice_for),
+        stop,
+    }
+}
+
 fn largest_gap(times: &[Duration]) -> Duration {
     times
         .windows(2)
@@ -379,22 +399,23 @@ fn cutting_the_active_wan_link_moves_live_sessions_without_reset() {
         return;
     }
     let lab = retail_lab();
-    let pos = check(&lab, lab.client(STORE, "pos")).name.clone();
-    let payments = check(&lab, lab.target("payments", Proto::Tcp));
-    let voice = check(&lab, lab.target("voice", Proto::Udp));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tcp = tcp_echo_stream(&pos, payments, stop.clone());
-    let udp = traffic::udp_stream(&pos, voice, 172, 50, Duration::from_secs(8));
+    let flows = start_flows(&lab, Duration::from_secs(8));
     std::thread::sleep(Duration::from_secs(3));
     let before = check(&lab, lab.ctl(STORE, &["sessions"]));
     check(&lab, lab.cut(STORE, "broadband"));
     std::thread::sleep(Duration::from_secs(4));
     let after = check(&lab, lab.ctl(STORE, &["sessions"]));
     let paths = check(&lab, lab.ctl(STORE, &["paths"]));
-    let udp = udp.join().map_err(|_| "udp stream panicked".to_string());
+    let udp = flows
+        .udp
+        .join()
+        .map_err(|_| "udp stream panicked".to_string());
     let udp = check(&lab, udp.and_then(|r| r));
-    stop.store(true, Ordering::Relaxed);
-    let tcp = tcp.join().map_err(|_| "tcp stream panicked".to_string());
+    flows.stop.store(true, Ordering::Relaxed);
+    let tcp = flows
+        .tcp
+        .join()
+        .map_err(|_| "tcp stream panicked".to_string());
     let tcp = check(&lab, tcp.and_then(|r| r));
     let m = check(&lab, lab.scrape(STORE));
     let wakeups = m.sum("signpost_bfd_timer_wakeups_total", &[]).max(1.0);
@@ -440,12 +461,7 @@ fn loss_on_a_path_moves_only_the_sessions_whose_sla_it_breaks() {
         return;
     }
     let lab = retail_lab();
-    let pos = check(&lab, lab.client(STORE, "pos")).name.clone();
-    let payments = check(&lab, lab.target("payments", Proto::Tcp));
-    let voice = check(&lab, lab.target("voice", Proto::Udp));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tcp = tcp_echo_stream(&pos, payments, stop.clone());
-    let udp = traffic::udp_stream(&pos, voice, 172, 50, Duration::from_secs(30));
+    let flows = start_flows(&lab, Duration::from_secs(12));
     std::thread::sleep(Duration::from_secs(2));
     let sessions = check(&lab, lab.ctl(STORE, &["sessions"]));
     for svc in ["payments", "voice"] {
@@ -472,7 +488,7 @@ fn loss_on_a_path_moves_only_the_sessions_whose_sla_it_breaks() {
     let injected = Instant::now();
     let mut moved = None;
     let mut last = String::new();
-    while injected.elapsed() < Duration::from_secs(25) {
+    while injected.elapsed() < Duration::from_secs(9) {
         last = check(&lab, lab.ctl(STORE, &["sessions"]));
         if session_line(&last, "payments").contains("/lte->") {
             moved = Some(injected.elapsed());
@@ -481,9 +497,9 @@ fn loss_on_a_path_moves_only_the_sessions_whose_sla_it_breaks() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let paths = check(&lab, lab.ctl(STORE, &["paths"]));
-    stop.store(true, Ordering::Relaxed);
-    let _ = tcp.join();
-    drop(udp);
+    flows.stop.store(true, Ordering::Relaxed);
+    let _ = flows.tcp.join();
+    let _ = flows.udp.join();
     let Some(moved) = moved else {
         panic!(
             "payments did not leave broadband:\n{last}\n{paths}\n{}",

@@ -4,38 +4,22 @@
 //! the session state machine see it. Whatever the monitor then sends must be a valid BFD
 //! packet.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::pipeline::lab_tables;
-use crate::packet::{Ipv4Packet, UdpDatagram, ip_protocol};
+use crate::packet::{Ipv4Packet, UdpDatagram};
 use crate::path::bfd::{self, AuthType, Control, ControlPacket};
-use crate::path::monitor::PathMonitor;
+use crate::path::monitor::{PathMonitor, udp_packet};
 
 const STORE_BROADBAND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 const HUB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
 /// `payload` as the UDP payload of an IPv4 packet store broadband → hub, port 4784.
 pub(super) fn wrap(payload: &[u8]) -> Vec<u8> {
-    let len = 28 + payload.len().min(1400);
-    let mut out = vec![0u8; len];
-    out[28..].copy_from_slice(&payload[..len - 28]);
-    {
-        let mut ip = Ipv4Packet::new_unchecked(&mut out[..]);
-        ip.set_version_and_header_len(20);
-        ip.set_total_len(len as u16);
-        ip.set_ttl(254);
-        ip.set_protocol(ip_protocol::UDP);
-        ip.set_src_addr(STORE_BROADBAND);
-        ip.set_dst_addr(HUB);
-        ip.fill_checksum();
-    }
-    let mut udp = UdpDatagram::new_unchecked(&mut out[20..]);
-    udp.set_src_port(49152);
-    udp.set_dst_port(bfd::MULTIHOP_PORT);
-    udp.set_len((len - 20) as u16);
-    udp.fill_checksum_v4(STORE_BROADBAND, HUB);
-    out
+    let from = SocketAddr::from((STORE_BROADBAND, 49152));
+    let to = SocketAddr::from((HUB, bfd::MULTIHOP_PORT));
+    udp_packet(from, to, 254, 0, payload.get(..1400).unwrap_or(payload)).unwrap_or_default()
 }
 
 fn codec(data: &[u8]) {

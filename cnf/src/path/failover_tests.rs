@@ -12,9 +12,9 @@ use signpost_proto::v1 as pb;
 use crate::path::book::{HOLD_DOWN, Liveness, PathHealth, PathReport};
 use crate::path::quality::Estimate;
 use crate::pipeline::testbed::{
-    CLIENT, PAYMENTS_REAL, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config,
+    CLIENT, PAYMENTS_REAL, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config, run,
 };
-use crate::pipeline::{Action, Egress, Ingress, Interface, Options, PacketBuf, Pipeline, Tables};
+use crate::pipeline::{Action, Egress, Ingress, Interface, Options, Pipeline, Tables};
 
 const POS: Ingress = Ingress {
     interface: Interface::Lan(0),
@@ -22,16 +22,6 @@ const POS: Ingress = Ingress {
 };
 const MS: Duration = Duration::from_millis(1);
 const HUB2_WAN: [u8; 4] = [203, 0, 113, 20];
-
-fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..packet.len()].copy_from_slice(packet);
-    let mut pkt = PacketBuf::new(&mut buf, packet.len());
-    let action = p.handle(now, ingress, &mut pkt);
-    let len = pkt.len();
-    buf.truncate(len);
-    (action, buf)
-}
 
 fn udp(src_port: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -797,29 +797,50 @@ fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
         }
         None => None,
     };
-    let ip_len = if local.is_ipv4() { 20 } else { 40 };
-    let bfd_len = c.buffer_len();
-    let total = ip_len + 8 + bfd_len;
-    let mut out = vec![0u8; total];
-    let body = out.get_mut(ip_len + 8..)?;
-    c.emit(body).ok()?;
+    let mut body = vec![0u8; c.buffer_len()];
+    c.emit(&mut body).ok()?;
     if let Some(key) = key {
-        bfd::packet::seal_sha1(body, &key).ok()?;
+        bfd::packet::seal_sha1(&mut body, &key).ok()?;
     }
+    let from = SocketAddr::new(local, src_port);
+    let to = SocketAddr::new(dst, dst_port);
+    let packet = udp_packet(from, to, 255, CS6, &body)?;
+    let egress = Egress {
+        interface: Interface::Wan(m.wan),
+        vlan: None,
+        next_hop: m.gateway.unwrap_or(dst),
+    };
+    Some((egress, packet))
+}
+
+/// An IPv4 or IPv6 packet carrying `payload` in UDP from `from` to `to`, checksums filled;
+/// `None` when the families differ or the payload does not fit.
+pub(crate) fn udp_packet(
+    from: SocketAddr,
+    to: SocketAddr,
+    ttl: u8,
+    dscp: u8,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    let ip_len = if from.is_ipv4() { 20 } else { 40 };
+    let udp_len = u16::try_from(8 + payload.len()).ok()?;
+    let total = ip_len + usize::from(udp_len);
+    let mut out = vec![0u8; total];
+    out.get_mut(ip_len + 8..)?.copy_from_slice(payload);
     {
         let mut udp = UdpDatagram::new_unchecked(out.get_mut(ip_len..)?);
-        udp.set_src_port(src_port);
-        udp.set_dst_port(dst_port);
-        udp.set_len((8 + bfd_len) as u16);
+        udp.set_src_port(from.port());
+        udp.set_dst_port(to.port());
+        udp.set_len(udp_len);
     }
-    match (local, dst) {
+    match (from.ip(), to.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             {
                 let mut ip = Ipv4Packet::new_unchecked(&mut out[..]);
                 ip.set_version_and_header_len(20);
-                ip.set_dscp(CS6);
-                ip.set_total_len(total as u16);
-                ip.set_ttl(255);
+                ip.set_dscp(dscp);
+                ip.set_total_len(u16::try_from(total).ok()?);
+                ip.set_ttl(ttl);
                 ip.set_protocol(ip_protocol::UDP);
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
@@ -831,10 +852,10 @@ fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
             {
                 let mut ip = Ipv6Packet::new_unchecked(&mut out[..]);
                 ip.set_version();
-                ip.set_dscp(CS6);
-                ip.set_payload_len((8 + bfd_len) as u16);
+                ip.set_dscp(dscp);
+                ip.set_payload_len(udp_len);
                 ip.set_next_header(ip_protocol::UDP);
-                ip.set_hop_limit(255);
+                ip.set_hop_limit(ttl);
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
             }
@@ -842,12 +863,7 @@ fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
         }
         _ => return None,
     }
-    let egress = Egress {
-        interface: Interface::Wan(m.wan),
-        vlan: None,
-        next_hop: m.gateway.unwrap_or(dst),
-    };
-    Some((egress, out))
+    Some(out)
 }
 
 #[cfg(test)]

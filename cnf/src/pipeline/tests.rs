@@ -10,7 +10,7 @@ use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use signpost_proto::v1 as pb;
 
 use super::testbed::{
-    CLIENT, GUEST, PAYMENTS_REAL, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config,
+    CLIENT, GUEST, PAYMENTS_REAL, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config, run,
 };
 use super::*;
 
@@ -30,17 +30,6 @@ const HUB_LAN: Ingress = Ingress {
     interface: Interface::Lan(0),
     vlan: None,
 };
-
-/// A packet through one pipeline: the action and the bytes after it.
-fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..packet.len()].copy_from_slice(packet);
-    let mut pkt = PacketBuf::new(&mut buf, packet.len());
-    let action = p.handle(now, ingress, &mut pkt);
-    let len = pkt.len();
-    buf.truncate(len);
-    (action, buf)
-}
 
 struct Lab {
     now: Instant,
