@@ -497,6 +497,26 @@ fn loss_on_a_path_moves_only_the_sessions_whose_sla_it_breaks() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let paths = check(&lab, lab.ctl(STORE, &["paths"]));
+    // A new payments session would start on LTE too, and `explain` says why.
+    let explain = check(
+        &lab,
+        lab.ctl(
+            STORE,
+            &[
+                "explain",
+                "--ingress",
+                "lan@10",
+                "--src",
+                "10.1.10.5",
+                "--dst",
+                "10.255.1.10",
+                "--proto",
+                "tcp",
+                "--dport",
+                "443",
+            ],
+        ),
+    );
     flows.stop.store(true, Ordering::Relaxed);
     let _ = flows.tcp.join();
     let _ = flows.udp.join();
@@ -518,4 +538,6 @@ fn loss_on_a_path_moves_only_the_sessions_whose_sla_it_breaks() {
         voice_line.contains("/broadband->"),
         "voice moved: {voice_line}"
     );
+    println!("signpostctl explain:\n{explain}");
+    assert!(explain.contains("/lte->"), "{explain}");
 }

@@ -345,6 +345,13 @@ impl Pipeline {
         &self.paths
     }
 
+    /// Where a new session of `service` under `rule` would go now: (peer index, path index,
+    /// whether no path meets the SLA). For `explain`.
+    pub fn path_choice(&self, service: ServiceId, rule: RuleId) -> Option<(u16, u16, bool)> {
+        self.choose(service, rule)
+            .map(|c| (c.peer, c.path, c.fallback))
+    }
+
     /// Installs a new config. Live sessions are re-resolved by name; those the new config no
     /// longer allows (policy, tenant, service or peer gone) are closed at once.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {

@@ -351,45 +351,37 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
             .push("this router fronts the service: delivered on its LAN".into());
         return Ok(out);
     }
-    let Some(route) = tables.routes_of(service).first() else {
+    if tables.routes_of(service).is_empty() {
         let step = format!("no peer of this router fronts {}", out.service);
         return deny(out, "no-route", step);
+    }
+    let preference = info.path_preference.join(", ");
+    let Some((peer, path, fallback)) = runtime.path_choice(&tables, service, rule) else {
+        let step = format!(
+            "no path the policy allows ([{preference}]) is up towards any location of {}",
+            out.service
+        );
+        return deny(out, "no-path", step);
     };
-    let Some(peer) = tables.peers.get(usize::from(route.peer)) else {
+    let Some(peer) = tables.peers.get(usize::from(peer)) else {
         return deny(out, "no-route", "the service's peer is gone".into());
     };
-    out.peer = peer.name.clone();
-    let preference = &info.path_preference;
-    let path = if preference.is_empty() {
-        peer.paths.first()
-    } else {
-        preference
-            .iter()
-            .find_map(|v| peer.paths.iter().find(|p| &p.vector == v))
+    let Some(p) = peer.paths.get(usize::from(path)) else {
+        return deny(out, "no-path", "the chosen path is gone".into());
     };
-    match path {
-        Some(p) => {
-            out.path_id = p.id.clone();
-            out.allowed = true;
-            out.steps.push(format!(
-                "to peer {} over path {} ({}), path preference [{}]; the live path state can \
-                 move it to the next allowed path",
-                peer.name,
-                p.id,
-                p.vector,
-                preference.join(", ")
-            ));
-            Ok(out)
-        }
-        None => {
-            let step = format!(
-                "peer {} has no path with a vector the policy allows ([{}])",
-                peer.name,
-                preference.join(", ")
-            );
-            deny(out, "no-path", step)
-        }
-    }
+    out.peer = peer.name.clone();
+    out.path_id = p.id.clone();
+    out.allowed = true;
+    let why = if fallback {
+        "no allowed path meets the policy's SLA now: the least bad one"
+    } else {
+        "the best allowed path that is up and meets the policy's SLA"
+    };
+    out.steps.push(format!(
+        "to peer {} over path {} ({}), path preference [{preference}]: {why}",
+        peer.name, p.id, p.vector,
+    ));
+    Ok(out)
 }
 
 #[tonic::async_trait]

@@ -378,6 +378,23 @@ impl Runtime {
         }
     }
 
+    /// Where the first worker would send a new session of `service` under `rule` now, as
+    /// (peer, path) indexes of `tables` and whether it misses the SLA; `None` when no path is
+    /// up (or the worker runs other tables).
+    pub fn path_choice(
+        &self,
+        tables: &Arc<Tables>,
+        service: crate::classify::ServiceId,
+        rule: crate::classify::RuleId,
+    ) -> Option<(u16, u16, bool)> {
+        let w = lock(self.workers.first()?);
+        let p = w.pipeline.as_ref()?;
+        if !Arc::ptr_eq(p.tables(), tables) {
+            return None;
+        }
+        p.path_choice(service, rule)
+    }
+
     /// How punctual the path monitor thread's timers are.
     pub fn path_monitor_timing(&self) -> paths::Timing {
         *self
