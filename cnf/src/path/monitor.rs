@@ -468,7 +468,7 @@ impl PathMonitor {
         let advance = match (&mut m.auth, c.auth) {
             (None, None) => None,
             (Some(_), None) | (None, Some(_)) => return Err(Refusal::AuthMismatch),
-            (Some(a), Some(auth)) => Some(check_auth(a, &bfd_packet, auth, now, &m.session)?),
+            (Some(a), Some(auth)) => Some(check_auth(a, &bfd_packet, auth, &m.session)?),
         };
         // Where the peer speaks from: its configured address, or a NAT (learned only when
         // authenticated, see the module docs).
@@ -686,7 +686,6 @@ fn check_auth<T: AsRef<[u8]>>(
     a: &AuthState,
     p: &ControlPacket<T>,
     auth: Auth,
-    _now: Instant,
     session: &Session,
 ) -> Result<Option<u32>, Refusal> {
     if auth.kind != AuthType::MeticulousKeyedSha1 {
