@@ -21,6 +21,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every tenant's traffic, denied flows, a broadband cut and restore; a summary and a chart.
+    Demo {
+        /// Stores to run (1-3); traffic comes from the first, payments from every one.
+        #[arg(long, default_value_t = 1)]
+        stores: usize,
+        /// Seconds of traffic; the cut is at a third, the restore at two thirds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// The cameras' upload pace, Mbit/s.
+        #[arg(long, default_value_t = 20)]
+        camera_mbps: u64,
+        /// Where the chart and the summary go.
+        #[arg(long, default_value = "target/signpost-lab")]
+        out: std::path::PathBuf,
+    },
     /// Build the lab and keep it running until Ctrl-C.
     Up {
         /// Stores to run (1-3).
@@ -37,11 +52,38 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up { stores } => up(stores),
+        Command::Demo {
+            stores,
+            seconds,
+            camera_mbps,
+            out,
+        } => demo(stores, seconds, camera_mbps, out),
     };
     if let Err(e) = result {
         eprintln!("signpost-lab: {e}");
         std::process::exit(1);
     }
+}
+
+fn demo(
+    stores: usize,
+    seconds: u64,
+    camera_mbps: u64,
+    out: std::path::PathBuf,
+) -> Result<(), String> {
+    if let Some(why) = signpost_e2e::lab::available() {
+        return Err(why);
+    }
+    let seconds = seconds.max(6);
+    signpost_e2e::demo::run(&signpost_e2e::demo::DemoOptions {
+        stores,
+        duration: Duration::from_secs(seconds),
+        cut_at: Duration::from_secs(seconds / 3),
+        restore_at: Duration::from_secs(seconds * 2 / 3),
+        camera_bps: camera_mbps * 1_000_000,
+        out_dir: out,
+    })
+    .map(drop)
 }
 
 fn up(stores: usize) -> Result<(), String> {

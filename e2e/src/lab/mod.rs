@@ -246,6 +246,11 @@ impl RetailLab {
         }
     }
 
+    /// CPU time router `name` has used so far.
+    pub fn router_cpu(&self, name: &str) -> Option<Duration> {
+        self.routers.get(name).and_then(Child::cpu_time)
+    }
+
     /// How many configs router `name` has applied so far (its log's `config applied` lines).
     pub fn configs_applied(&self, name: &str) -> usize {
         self.routers.get(name).map_or(0, |c| {
