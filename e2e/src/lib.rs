@@ -9,6 +9,9 @@
 //! `SKIPPED: <why>` so the skip is visible — except as root under `CI`, where
 //! [`skip_unless_able`] fails instead, so a missing tool cannot pass for a green run.
 
+pub mod capture;
+#[cfg(feature = "lab")]
+pub mod compare;
 #[cfg(feature = "lab")]
 pub mod demo;
 #[cfg(feature = "lab")]

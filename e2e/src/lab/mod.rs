@@ -378,6 +378,33 @@ impl RetailLab {
         Ok((self.transit(transit)?, wan.port.clone()))
     }
 
+    /// The store switch's access port of `tenant`'s client at `router`: (switch namespace,
+    /// device). Capture there to see the original packets, untagged.
+    pub fn lan_port(&self, router: &str, tenant: &str) -> Result<(&Namespace, String), String> {
+        let c = self
+            .plan
+            .client(router, tenant)
+            .ok_or_else(|| format!("store `{router}` has no network of tenant `{tenant}`"))?;
+        let i = self
+            .plan
+            .clients
+            .iter()
+            .filter(|x| x.router == router)
+            .position(|x| x == c)
+            .ok_or("client")?;
+        let sw = self
+            .ns
+            .switches
+            .get(router)
+            .ok_or_else(|| format!("store `{router}` has no switch"))?;
+        Ok((sw, format!("p{i}")))
+    }
+
+    /// The VLAN programs of the lab (for a kernel router terminating a store VLAN).
+    pub fn vlans(&self) -> Result<vlan::Programs, String> {
+        vlan::Programs::new(&self.dir.path().join("bpf"))
+    }
+
     /// Cuts `router`'s WAN `interface` on the transit side (the far end loses carrier).
     pub fn cut(&self, router: &str, interface: &str) -> Result<(), String> {
         let (ns, port) = self.wan_port(router, interface)?;
