@@ -65,32 +65,32 @@ impl Default for CompareOptions {
 
 /// The lab's own services and policy for the comparison (added to the manifests copy).
 fn manifest(security: &str) -> String {
-    format!(
+    let mut out = String::new();
+    for (i, (name, proto, port)) in [
+        ("compare-voice", "udp", VOICE_PORT),
+        ("compare-api", "tcp", API_PORT),
+        ("compare-bulk", "tcp", BULK_PORT),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = write!(
+            out,
+            "apiVersion: signpost.dev/v1alpha1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  addresses: [10.255.9.{}/32]
+  transports: [{{protocol: {proto}, ports: [{{port: {port}}}]}}]
+  locations: [{{router: {HUB}, addresses: [{HOST}]}}]
+---
+",
+            10 + i
+        );
+    }
+    let _ = write!(
+        out,
         "apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {{name: compare-voice}}
-spec:
-  addresses: [10.255.9.10/32]
-  transports: [{{protocol: udp, ports: [{{port: {VOICE_PORT}}}]}}]
-  locations: [{{router: {HUB}, addresses: [{HOST}]}}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {{name: compare-api}}
-spec:
-  addresses: [10.255.9.11/32]
-  transports: [{{protocol: tcp, ports: [{{port: {API_PORT}}}]}}]
-  locations: [{{router: {HUB}, addresses: [{HOST}]}}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {{name: compare-bulk}}
-spec:
-  addresses: [10.255.9.12/32]
-  transports: [{{protocol: tcp, ports: [{{port: {BULK_PORT}}}]}}]
-  locations: [{{router: {HUB}, addresses: [{HOST}]}}]
----
-apiVersion: signpost.dev/v1alpha1
 kind: Policy
 metadata: {{name: compare}}
 spec:
@@ -99,7 +99,8 @@ spec:
   security: {security}
   pathPreference: [broadband]
 "
-    )
+    );
+    out
 }
 
 /// One flow over one carrier.

@@ -300,40 +300,7 @@ fn denied_line(
     })
     .join()
     .map_err(|_| "probe thread panicked".to_string())??;
-    let client = lab
-        .plan
-        .client(store, tenant)
-        .ok_or_else(|| format!("no {tenant} client at {store}"))?;
-    let lan = lab
-        .plan
-        .router(store)
-        .and_then(|r| r.lan.as_ref())
-        .ok_or("the store has no LAN")?;
-    let ingress = match client.vlan {
-        Some(v) => format!("{}@{v}", lan.interface),
-        None => lan.interface.clone(),
-    };
-    let (src, dst, port) = (
-        client.address.addr().to_string(),
-        to.ip().to_string(),
-        to.port().to_string(),
-    );
-    let explain = lab.ctl_json(
-        store,
-        &[
-            "explain",
-            "--ingress",
-            &ingress,
-            "--src",
-            &src,
-            "--dst",
-            &dst,
-            "--proto",
-            "tcp",
-            "--dport",
-            &port,
-        ],
-    )?;
+    let explain = lab.explain(store, tenant, to, Proto::Tcp)?;
     let reason = explain["reason"].as_str().unwrap_or("-");
     // A store is told only about services its tenants may reach: another service's address
     // can look like one of those (inventory's like `internet`'s 0.0.0.0/0).

@@ -281,19 +281,31 @@ impl Requests {
     }
 }
 
-/// One echo exchange of `size` bytes on a new connection: connect, send, read back, compare.
-pub fn tcp_exchange(to: SocketAddr, size: usize, timeout: Duration) -> Result<Duration, String> {
-    let start = Instant::now();
-    let mut s = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+/// Read and write timeouts, no Nagle delay.
+fn tune(s: &TcpStream, timeout: Duration) -> Result<(), String> {
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
+    Ok(())
+}
+
+/// An echo request of `size` bytes (op, length, data) and the data it must bring back.
+fn echo_request(size: usize) -> (Vec<u8>, Vec<u8>) {
     let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
     let mut msg = vec![ECHO];
     msg.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_be_bytes());
     msg.extend_from_slice(&data);
+    (msg, data)
+}
+
+/// One echo exchange of `size` bytes on a new connection: connect, send, read back, compare.
+pub fn tcp_exchange(to: SocketAddr, size: usize, timeout: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+    tune(&s, timeout)?;
+    let (msg, data) = echo_request(size);
     // Write on a second thread: a large request is echoed while it is still being sent.
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     let mut back = vec![0u8; size];
@@ -322,13 +334,27 @@ pub fn tcp_requests(
     duration: Duration,
     timeout: Duration,
 ) -> JoinHandle<Result<Requests, String>> {
+    repeat(ns, size, rate, duration, move || {
+        tcp_exchange(to, size, timeout)
+    })
+}
+
+/// Runs `exchange` (which moves `size` bytes) `rate` times per second for `duration`, inside
+/// `ns`, recording each outcome.
+fn repeat(
+    ns: &str,
+    size: usize,
+    rate: f64,
+    duration: Duration,
+    exchange: impl Fn() -> Result<Duration, String> + Send + 'static,
+) -> JoinHandle<Result<Requests, String>> {
     in_namespace(ns, move || {
         let start = Instant::now();
         let mut out = Requests::new();
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
         let mut next = start;
         while start.elapsed() < duration {
-            match tcp_exchange(to, size, timeout) {
+            match exchange() {
                 Ok(latency) => out.ok(start.elapsed(), latency, size),
                 Err(e) => out.failed(e),
             }
@@ -359,15 +385,8 @@ pub fn tcp_session(
                 return Ok(out);
             }
         };
-        s.set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        let _ = s.set_nodelay(true);
-        let data: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
-        let mut msg = vec![ECHO];
-        msg.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_be_bytes());
-        msg.extend_from_slice(&data);
+        tune(&s, timeout)?;
+        let (msg, data) = echo_request(size);
         let mut back = vec![0u8; size];
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
         let mut next = start;
@@ -437,19 +456,8 @@ pub fn http_browse(
     duration: Duration,
     timeout: Duration,
 ) -> JoinHandle<Result<Requests, String>> {
-    in_namespace(ns, move || {
-        let start = Instant::now();
-        let mut out = Requests::new();
-        let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
-        let mut next = start;
-        while start.elapsed() < duration {
-            match http_get(to, size, timeout) {
-                Ok(latency) => out.ok(start.elapsed(), latency, size),
-                Err(e) => out.failed(e),
-            }
-            next = pace(next, interval);
-        }
-        Ok(out)
+    repeat(ns, size, rate, duration, move || {
+        http_get(to, size, timeout)
     })
 }
 

@@ -443,6 +443,48 @@ impl RetailLab {
         serde_json::from_str(&text).map_err(|e| format!("signpostctl {args:?} --json: {e}"))
     }
 
+    /// `signpostctl explain --json` at store `router` for the first packet of a `proto` flow
+    /// from `tenant`'s client to `to` (its LAN interface and VLAN, its address, from the plan).
+    pub fn explain(
+        &self,
+        router: &str,
+        tenant: &str,
+        to: SocketAddr,
+        proto: Proto,
+    ) -> Result<serde_json::Value, String> {
+        let client = self
+            .plan
+            .client(router, tenant)
+            .ok_or_else(|| format!("store `{router}` has no network of tenant `{tenant}`"))?;
+        let lan = self
+            .plan
+            .router(router)
+            .and_then(|r| r.lan.as_ref())
+            .ok_or_else(|| format!("router `{router}` has no LAN"))?;
+        let ingress = match client.vlan {
+            Some(v) => format!("{}@{v}", lan.interface),
+            None => lan.interface.clone(),
+        };
+        let (src, dst) = (client.address.addr().to_string(), to.ip().to_string());
+        let (proto, port) = (proto.to_string(), to.port().to_string());
+        self.ctl_json(
+            router,
+            &[
+                "explain",
+                "--ingress",
+                &ingress,
+                "--src",
+                &src,
+                "--dst",
+                &dst,
+                "--proto",
+                &proto,
+                "--dport",
+                &port,
+            ],
+        )
+    }
+
     /// Router `router`'s `/metrics`, parsed.
     pub fn scrape(&self, router: &str) -> Result<Metrics, String> {
         let ns = self.router_ns(router)?;
