@@ -516,7 +516,9 @@ impl Pipeline {
                     }
                     return Ok(Action::Local);
                 }
-                let id = self.open_from_wan(now, wan, pkt, &p)?;
+                let Some(id) = self.open_from_wan(now, wan, pkt, &p)? else {
+                    return Ok(Action::Consumed);
+                };
                 self.established(
                     now,
                     ingress,
@@ -680,14 +682,15 @@ impl Pipeline {
     }
 
     /// A WAN packet with metadata and no session: a new session from a peer, or a known session
-    /// (by UUID) arriving on a new path.
+    /// (by UUID) arriving on a new path; `None` for a control message about a session this
+    /// router no longer has (both ends closed it; the peer's "delete session" came second).
     fn open_from_wan(
         &mut self,
         now: Instant,
         wan: u8,
         pkt: &PacketBuf<'_>,
         p: &ip::Parsed,
-    ) -> Result<SessionId, DropReason> {
+    ) -> Result<Option<SessionId>, DropReason> {
         let payload = pkt
             .data()
             .get(p.payload..p.end)
@@ -732,7 +735,10 @@ impl Pipeline {
                 s.state.metadata_tx = true;
             }
             self.counters.sessions_rebound += 1;
-            return Ok(id);
+            return Ok(Some(id));
+        }
+        if meta.control_message.is_some() {
+            return Ok(None);
         }
         let c = &self.tables.classifier;
         let tenant = c
@@ -810,7 +816,7 @@ impl Pipeline {
             *n += 1;
         }
         self.counters.sessions_created += 1;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Moves an ingress session whose path is no longer its class's target: to the new target
