@@ -67,11 +67,38 @@ pub enum Verdict {
 /// port. `now` is read once per batch, so every frame of a batch sees the same instant.
 pub trait Forwarder {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict;
+
+    /// The frames of one receive batch from `ingress`, in arrival order: one verdict per frame
+    /// into `verdicts` (cleared first), with the same effect as [`Forwarder::handle`] on each
+    /// frame in turn. The default does exactly that; the session pipeline overrides it to start
+    /// the batch's session lookups together, so that their cache misses overlap.
+    fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        verdicts.clear();
+        for frame in frames {
+            verdicts.push(self.handle(now, ingress, frame));
+        }
+    }
 }
 
 impl<F: Forwarder + ?Sized> Forwarder for &mut F {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
         (**self).handle(now, ingress, frame)
+    }
+
+    fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        (**self).handle_batch(now, ingress, frames, verdicts)
     }
 }
 
