@@ -8,6 +8,8 @@
 
 pub mod netns;
 pub mod process;
+pub mod router_pair;
+pub mod traffic;
 
 pub use netns::{Namespace, available, enter, in_namespace};
 pub use process::{Child, binary};

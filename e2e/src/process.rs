@@ -67,6 +67,11 @@ impl Child {
         })
     }
 
+    /// Its process id (the program's own: `ip netns exec` execs it in place).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything it printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|v| v.join("\n")).unwrap_or_default()
