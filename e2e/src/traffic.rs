@@ -58,6 +58,7 @@ pub fn udp_frame(
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&dport.to_be_bytes());
     f[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    f[40..42].copy_from_slice(&[0, 0]);
     let mut pseudo = Vec::with_capacity(12);
     pseudo.extend_from_slice(&src.octets());
     pseudo.extend_from_slice(&dst.octets());
