@@ -210,6 +210,24 @@ impl RouterPair {
         out
     }
 
+    /// `GET /metrics` from the router in `ns` (its default metrics address).
+    pub fn scrape(ns: &Namespace) -> Result<String, String> {
+        crate::netns::in_namespace(ns, || {
+            use std::io::{Read, Write};
+            let mut s =
+                std::net::TcpStream::connect("127.0.0.1:9464").map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: router\r\nConnection: close\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+            Ok(text)
+        })
+        .join()
+        .map_err(|_| "scrape thread panicked".to_string())?
+    }
+
     /// The MAC address of `device` in `ns`.
     pub fn mac(ns: &Namespace, device: &str) -> Result<[u8; 6], String> {
         let out = ns.ip(&["-br", "link", "show", "dev", device])?;

@@ -175,6 +175,8 @@ struct Udp {
 struct Outcome {
     udp: Udp,
     tcp: Option<Tcp>,
+    /// Through the routers: their interface counters after the UDP run.
+    interfaces: Vec<String>,
 }
 
 impl Outcome {
@@ -309,6 +311,15 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
         forwarder_cpu_ns: forwarder_cpu_ns(&pair).saturating_sub(cpu_before),
         seconds,
     };
+    let mut interfaces = Vec::new();
+    for (name, ns) in [("edge", &pair.edge), ("hub", &pair.hub)] {
+        if forwarder == Forwarder::Routers {
+            interfaces.push(format!(
+                "{name}: {}",
+                interface_counters(&RouterPair::scrape(ns)?)
+            ));
+        }
+    }
     let tcp = if o.tcp_seconds == 0 {
         None
     } else {
@@ -324,7 +335,42 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
             .map_err(|e| format!("{}: {e}\n{}", forwarder.name(), pair.logs()))?,
         )
     };
-    Ok(Outcome { udp, tcp })
+    Ok(Outcome {
+        udp,
+        tcp,
+        interfaces,
+    })
+}
+
+/// Frames in and out and drops per interface, from a router's metrics.
+fn interface_counters(metrics: &str) -> String {
+    let wanted = [
+        ("signpost_interface_rx_packets_total", "rx"),
+        ("signpost_interface_tx_packets_total", "tx"),
+        ("signpost_interface_dropped_rx_total", "dropped rx"),
+        ("signpost_interface_dropped_tx_total", "dropped tx"),
+        (
+            "signpost_interface_kernel_rx_dropped_total",
+            "kernel dropped rx",
+        ),
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((metric, labels)) = name.split_once('{') else {
+            continue;
+        };
+        if let Some((_, short)) = wanted.iter().find(|(m, _)| *m == metric) {
+            let device = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("interface=\""))
+                .map_or("?", |d| d.trim_end_matches(['"', '}']));
+            out.push(format!("{device} {short} {value}"));
+        }
+    }
+    out.join(", ")
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -416,6 +462,15 @@ fn forward(o: &Options) -> Result<(), String> {
             "TCP through the routers: {:.2} Gbit/s (target >= 1 Gbit/s on this {cores}-core machine)",
             r.5 / 1e9
         );
+    }
+    for (forwarder, outcomes) in &results {
+        for line in outcomes
+            .last()
+            .map(|o| o.interfaces.as_slice())
+            .unwrap_or_default()
+        {
+            println!("{} (last run) {line}", forwarder.name());
+        }
     }
     if failures.is_empty() {
         Ok(())
