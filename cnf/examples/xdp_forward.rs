@@ -33,7 +33,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use signpost_cnf::io::{DriverChoice, FrameSize, IdlePolicy, IoConfig, PortStats};
-use signpost_e2e::traffic;
+use signpost_e2e::bench;
 use support::netns::{self, A_ADDR, B_ADDR, Lab, ROUTER_PORTS};
 use support::router;
 
@@ -154,7 +154,7 @@ fn mac_bytes(text: &str) -> [u8; 6] {
 fn udp_frames() -> Vec<Vec<u8>> {
     (0..64u16)
         .map(|i| {
-            traffic::udp_frame(
+            bench::udp_frame(
                 mac_bytes(support::netns::A_MAC),
                 mac_bytes(support::netns::R_A_MAC),
                 (A_ADDR, 1024 + i),
@@ -168,7 +168,7 @@ fn udp_frames() -> Vec<Vec<u8>> {
 /// CPU time so far of the router's worker threads (named `io-q*`) in this process and of the
 /// kernel's `ksoftirqd` threads (softirq work deferred out of the threads that raised it).
 fn router_and_softirq_cpu_ns() -> u64 {
-    traffic::own_threads_cpu_ns("io-q") + traffic::softirq_cpu_ns()
+    bench::own_threads_cpu_ns("io-q") + bench::softirq_cpu_ns()
 }
 
 struct UdpResult {
@@ -185,7 +185,7 @@ fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
     let received_before = lab.ip_in_receives(&lab.b)?;
     let cpu_before = router_and_softirq_cpu_ns();
     let started = Instant::now();
-    let flood = traffic::flood(
+    let flood = bench::flood(
         &lab.a,
         "a0",
         &udp_frames(),
@@ -208,7 +208,7 @@ fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
 
 struct Outcome {
     udp: UdpResult,
-    tcp: traffic::Tcp,
+    tcp: bench::Tcp,
     router: Option<Vec<PortStats>>,
     offloads: String,
 }
@@ -284,7 +284,7 @@ fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String
     drop(stop_sink);
     let _ = sink.join();
     let udp = udp?;
-    let tcp = traffic::iperf3_tcp(
+    let tcp = bench::iperf3_tcp(
         &lab.a,
         &lab.b,
         &B_ADDR.to_string(),

@@ -6,10 +6,10 @@
 //! Needs root, `ip` (iproute2) and `ethtool`. [`available`] says whether this machine can; a
 //! test that cannot run prints `SKIPPED: <why>` so the skip is visible.
 
+pub mod bench;
 pub mod netns;
 pub mod process;
 pub mod router_pair;
-pub mod traffic;
 
 pub use netns::{Namespace, available, enter, in_namespace};
 pub use process::{Child, binary};

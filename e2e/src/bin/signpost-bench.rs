@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use signpost_e2e::bench::{self, Flood, Tcp};
 use signpost_e2e::router_pair::{CLIENT, RouterPair};
-use signpost_e2e::traffic::{self, Flood, Tcp};
 use signpost_e2e::{available, in_namespace};
 
 const TELEMETRY: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 20);
@@ -254,9 +254,9 @@ fn forwarder_cpu_ns(pair: &RouterPair) -> u64 {
     let routers: u64 = pair
         .routers
         .iter()
-        .map(|(_, c)| traffic::process_cpu_ns(c.id()))
+        .map(|(_, c)| bench::process_cpu_ns(c.id()))
         .sum();
-    routers + traffic::softirq_cpu_ns()
+    routers + bench::softirq_cpu_ns()
 }
 
 fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
@@ -283,7 +283,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
     let client: Ipv4Addr = CLIENT.parse().map_err(|e| format!("{e}"))?;
     let frames: Vec<Vec<u8>> = (0..o.flows)
         .map(|i| {
-            traffic::udp_frame(
+            bench::udp_frame(
                 client_mac,
                 gateway_mac,
                 (client, FIRST_PORT + i),
@@ -292,10 +292,10 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
             )
         })
         .collect();
-    let received_before = traffic::ip_counter(&pair.server.name, "InReceives")?;
+    let received_before = bench::ip_counter(&pair.server.name, "InReceives")?;
     let cpu_before = forwarder_cpu_ns(&pair);
     let started = Instant::now();
-    let flood = traffic::flood(
+    let flood = bench::flood(
         &pair.client.name,
         "cl0",
         &frames,
@@ -307,7 +307,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
     std::thread::sleep(Duration::from_millis(300));
     let udp = Udp {
         flood,
-        received: traffic::ip_counter(&pair.server.name, "InReceives")? - received_before,
+        received: bench::ip_counter(&pair.server.name, "InReceives")? - received_before,
         forwarder_cpu_ns: forwarder_cpu_ns(&pair).saturating_sub(cpu_before),
         seconds,
     };
@@ -325,7 +325,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
     } else {
         let addr = BULK.to_string();
         Some(
-            traffic::iperf3_tcp(
+            bench::iperf3_tcp(
                 &pair.client.name,
                 &pair.server.name,
                 &addr,

@@ -1,4 +1,4 @@
-//! Traffic for the lab's benchmarks, and what it cost: a small-UDP flood from sender threads in a
+//! What the lab's benchmarks need beyond lab traffic: a small-UDP flood from sender threads in a
 //! namespace (AF_PACKET `sendmmsg` with the qdisc bypassed, as trafgen sends; trafgen itself
 //! aborts with "Flushing TX_RING failed" when a veth whose peer runs XDP pushes back), iperf3
 //! TCP between two namespaces, a namespace's IP counters, and CPU time per thread and process.
