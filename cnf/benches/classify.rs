@@ -205,6 +205,7 @@ fn config(rng: &mut Rng) -> RouterConfig {
             device: "eth2".into(),
             addresses: vec!["10.255.0.1/24".into()],
             networks: (0..10).map(network).collect(),
+            gateway: String::new(),
         }],
         tenants,
         services,

@@ -34,6 +34,7 @@ fn lan(name: &str, addresses: &[&str], networks: Vec<LanNetwork>) -> LanInterfac
         device: name.into(),
         addresses: strings(addresses),
         networks,
+        gateway: String::new(),
     }
 }
 
@@ -584,6 +585,26 @@ fn lan_route_longest_match_over_networks_and_interface_subnets() {
     let c = classifier(&config);
     assert_eq!(c.lan_route(ip("10.0.0.200")), route(0, Some(30)));
     assert_eq!(c.lan_route(ip("10.0.0.100")), route(0, None));
+}
+
+#[test]
+fn a_lan_gateway_takes_every_destination_no_subnet_holds() {
+    let mut config = store();
+    assert_eq!(classifier(&config).lan_route(ip("198.18.80.80")), None);
+    config.lan_interfaces[1].gateway = "10.3.0.254".into();
+    let c = classifier(&config);
+    let route = |lan, vlan| Some(LanRoute { lan, vlan });
+    assert_eq!(c.lan_route(ip("198.18.80.80")), route(1, None));
+    // Subnets and networks still win; the gateway is IPv4, so IPv6 stays unrouted.
+    assert_eq!(c.lan_route(ip("10.1.0.9")), route(0, Some(10)));
+    assert_eq!(c.lan_route(ip("2001:db8:2::1")), None);
+
+    config.lan_interfaces[1].gateway = "10.3.0".into();
+    assert_eq!(
+        error(&config).to_string(),
+        "LAN interface `lan1`: gateway `10.3.0` is not an IP address such as 10.1.2.3 or \
+         2001:db8::3"
+    );
 }
 
 // ---- malformed configs -------------------------------------------------------------------

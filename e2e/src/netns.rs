@@ -2,7 +2,11 @@
 
 use std::ffi::CString;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Every namespace this process created and has not deleted yet, for [`remove_all`].
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Why this machine cannot run namespace tests, or `None` when it can.
 pub fn available() -> Option<String> {
@@ -51,6 +55,9 @@ impl Namespace {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         run("ip", &["netns", "add", &name])?;
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(name.clone());
+        }
         let ns = Namespace { name };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -119,20 +126,32 @@ impl AsRef<str> for Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<libc::pid_t>() {
-                    // SAFETY: kill(2) on a process of the namespace this value owns.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
+        remove(&self.name);
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|n| n != &self.name);
+        }
+    }
+}
+
+/// Kills what runs in namespace `name` and deletes it.
+fn remove(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                // SAFETY: kill(2) on a process of a namespace this process created.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+    }
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+}
+
+/// Removes every namespace this process created and still holds (with what runs in them): what
+/// a signal handler calls before exiting, when no destructor will run.
+pub fn remove_all() {
+    let names = LIVE.lock().map(|v| v.clone()).unwrap_or_default();
+    for name in names.iter().rev() {
+        remove(name);
     }
 }
 
@@ -169,4 +188,35 @@ pub fn in_namespace<T: Send + 'static>(
         enter(&name)?;
         work()
     })
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP remove every namespace this process created (see
+/// [`remove_all`]) and exit with 128 + the signal, so Ctrl-C leaves nothing behind. Call it
+/// first in `main`, before any thread starts: it blocks the signals in the calling thread,
+/// every thread started later inherits that, and one thread waits for them.
+pub fn remove_all_on_signal() -> Result<(), String> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+    }
+    // SAFETY: blocks the signals in this thread; `set` is initialised above.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(format!("pthread_sigmask: error {rc}"));
+    }
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: waits for one of the blocked signals in `set`.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            eprintln!("\ninterrupted (signal {sig}): removing the lab's namespaces");
+            remove_all();
+            std::process::exit(128 + sig);
+        }
+    });
+    Ok(())
 }

@@ -5,30 +5,42 @@ use std::path::PathBuf;
 
 use signpost_operator::crd;
 
-fn crds_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds")
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Both copies `crdgen` writes: the repository's `crds/` and the Helm chart's (Helm installs
+/// the files in a chart's `crds/` before its templates).
 #[test]
 fn crds_are_current() {
+    for dir in ["crds", "charts/signpost/crds"] {
+        assert_generated(dir);
+    }
+}
+
+fn assert_generated(dir: &str) {
+    let path = root().join(dir);
     let mut expected = Vec::new();
     for c in crd::all() {
         let name = crd::file_name(&c);
         let want = crd::to_yaml(&c).expect("CRD serializes");
-        let have = std::fs::read_to_string(crds_dir().join(&name)).unwrap_or_default();
+        let have = std::fs::read_to_string(path.join(&name)).unwrap_or_default();
         assert!(
             want == have,
-            "crds/{name} differs from the Rust types: run `cargo run -p signpost-operator --bin crdgen`"
+            "{dir}/{name} differs from the Rust types: run `cargo run -p signpost-operator --bin crdgen`"
         );
         expected.push(name);
     }
-    let mut present: Vec<String> = std::fs::read_dir(crds_dir())
-        .expect("crds/ exists")
+    let mut present: Vec<String> = std::fs::read_dir(&path)
+        .unwrap_or_else(|e| panic!("{dir}/: {e}"))
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     present.sort();
     expected.sort();
-    assert_eq!(present, expected, "crds/ holds exactly the generated files");
+    assert_eq!(
+        present, expected,
+        "{dir}/ holds exactly the generated files"
+    );
 }
 
 #[test]

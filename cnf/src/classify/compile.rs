@@ -490,6 +490,18 @@ fn lan_routes(config: &RouterConfig) -> Result<LanRoutes, ConfigError> {
             })?;
             entries.push((subnet, route));
         }
+        // A gateway makes the interface the way to everything else (internet breakout).
+        if !interface.gateway.is_empty() {
+            let gateway: IpAddr = interface
+                .gateway
+                .parse()
+                .map_err(|_| ConfigError::Address {
+                    object: format!("LAN interface `{}`", interface.name),
+                    field: "gateway",
+                    value: interface.gateway.clone(),
+                })?;
+            entries.push((Prefix::new(gateway, 0), route));
+        }
     }
     Ok(LanRoutes {
         lpm: Lpm::build(&entries).0,

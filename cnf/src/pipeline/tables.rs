@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use signpost_proto::v1::{PortRange, RouterConfig, RouterRole};
 
+use crate::classify::lpm::Prefix;
 use crate::classify::{Classifier, ServiceId};
 use crate::security::PeerKeys;
 use crate::session::{TableLimits, Timeouts};
@@ -67,6 +68,20 @@ pub struct Lan {
     /// The operating system device (the config's `device`, or `name` when that is empty).
     pub device: String,
     pub addresses: Vec<IpAddr>,
+    /// Where destinations off `on_link` go (the config's `gateway`); `None`: they are not routed.
+    pub gateway: Option<IpAddr>,
+    /// The interface's subnets and its networks' prefixes: destinations reached directly.
+    pub on_link: Vec<Prefix>,
+}
+
+impl Lan {
+    /// The neighbour to hand a packet for `dst` to: `dst` itself when on-link, else the gateway.
+    pub fn next_hop(&self, dst: IpAddr) -> IpAddr {
+        match self.gateway {
+            Some(gw) if !self.on_link.iter().any(|p| p.contains(dst)) => gw,
+            _ => dst,
+        }
+    }
 }
 
 /// One way to reach a peer.
@@ -178,10 +193,22 @@ impl Tables {
                 .iter()
                 .map(|a| address(a, &what))
                 .collect::<Result<_, _>>()?;
+            let on_link = l
+                .addresses
+                .iter()
+                .chain(l.networks.iter().flat_map(|n| n.prefixes.iter()))
+                .filter_map(|p| Prefix::parse(p))
+                .collect();
+            let gateway = match l.gateway.as_str() {
+                "" => None,
+                g => Some(address(g, &format!("{what} gateway"))?),
+            };
             lans.push(Lan {
                 name: l.name.clone(),
                 device: device(&l.device, &l.name),
                 addresses,
+                gateway,
+                on_link,
             });
         }
         let mut peers = Vec::new();
@@ -306,5 +333,26 @@ impl Tables {
 
     pub fn lan_owns(&self, addr: IpAddr) -> bool {
         self.lans.iter().any(|l| l.addresses.contains(&addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lan_hands_off_link_destinations_to_its_gateway() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut lan = Lan {
+            name: "vpc".into(),
+            device: "eth2".into(),
+            addresses: vec![ip("10.100.0.1")],
+            gateway: None,
+            on_link: vec![Prefix::parse("10.100.0.0/16").unwrap()],
+        };
+        assert_eq!(lan.next_hop(ip("198.18.80.80")), ip("198.18.80.80"));
+        lan.gateway = Some(ip("10.100.255.254"));
+        assert_eq!(lan.next_hop(ip("198.18.80.80")), ip("10.100.255.254"));
+        assert_eq!(lan.next_hop(ip("10.100.1.10")), ip("10.100.1.10"));
     }
 }

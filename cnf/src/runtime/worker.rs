@@ -15,7 +15,9 @@ use crate::io::{Forwarder, Frame, PortId, Verdict};
 use crate::packet::arp::operation;
 use crate::packet::ethernet::ethertype;
 use crate::packet::{ArpPacket, EthernetFrame, Ipv4Packet, MacAddress};
-use crate::pipeline::{Action, Egress, Ingress, Interface, PacketBuf, Pipeline, Prepared, Tables};
+use crate::pipeline::{
+    Action, Egress, Ingress, Interface, Lan, PacketBuf, Pipeline, Prepared, Tables,
+};
 
 const ETH: usize = 14;
 const ETH_VLAN: usize = 18;
@@ -34,6 +36,8 @@ pub struct Worker {
     iface_port: HashMap<Interface, usize>,
     /// By port: IPv4 addresses the router answers ARP and ping for.
     own_v4: Vec<Vec<Ipv4Addr>>,
+    /// By port: the LAN interface on it, whose gateway takes off-link destinations.
+    lan: Vec<Option<Lan>>,
     pub(super) neighbors: Neighbors,
     raw: Arc<RawSenders>,
     pub(super) counters: RuntimeCounters,
@@ -55,6 +59,7 @@ impl Worker {
             port_iface: vec![None; ports.len()],
             iface_port: HashMap::new(),
             own_v4: ports.iter().map(|p| p.os_v4.clone()).collect(),
+            lan: vec![None; ports.len()],
             ports,
             neighbors,
             raw,
@@ -75,6 +80,7 @@ impl Worker {
         self.port_iface = vec![None; self.ports.len()];
         self.iface_port.clear();
         self.own_v4 = self.ports.iter().map(|p| p.os_v4.clone()).collect();
+        self.lan = vec![None; self.ports.len()];
         let position = |device: &str| self.ports.iter().position(|p| p.device == device);
         for (i, w) in tables.wans.iter().enumerate() {
             if let (Some(port), Ok(i)) = (position(&w.device), u8::try_from(i)) {
@@ -89,6 +95,7 @@ impl Worker {
             if let (Some(port), Ok(i)) = (position(&l.device), u8::try_from(i)) {
                 self.port_iface[port] = Some(Interface::Lan(i));
                 self.iface_port.insert(Interface::Lan(i), port);
+                self.lan[port] = l.gateway.is_some().then(|| l.clone());
                 for a in &l.addresses {
                     if let IpAddr::V4(v4) = a {
                         self.own_v4[port].push(*v4);
@@ -253,7 +260,7 @@ impl Worker {
             return Verdict::Drop;
         };
         write_ethernet(frame.data_mut(), src_mac, egress.vlan);
-        let IpAddr::V4(hop) = egress.next_hop else {
+        let IpAddr::V4(hop) = self.next_hop(port, egress.next_hop) else {
             self.counters.neighbor_ipv6_unsupported += 1;
             return Verdict::Drop;
         };
@@ -276,6 +283,15 @@ impl Worker {
                 self.hold(port, hop, frame.data(), now);
                 Verdict::Drop
             }
+        }
+    }
+
+    /// The neighbour for `hop` on `port`: a LAN with a gateway sends off-link destinations to
+    /// it (the pipeline names the destination; choosing the neighbour is Ethernet's business).
+    fn next_hop(&self, port: usize, hop: IpAddr) -> IpAddr {
+        match self.lan.get(port) {
+            Some(Some(lan)) => lan.next_hop(hop),
+            _ => hop,
         }
     }
 
@@ -391,7 +407,7 @@ impl Worker {
             return;
         };
         write_ethernet(&mut frame, src_mac, egress.vlan);
-        let IpAddr::V4(hop) = egress.next_hop else {
+        let IpAddr::V4(hop) = self.next_hop(port, egress.next_hop) else {
             self.counters.neighbor_ipv6_unsupported += 1;
             return;
         };

@@ -1,23 +1,29 @@
-//! Writes the CRDs generated from the Rust types to `crds/` (or the directory given):
+//! Writes the CRDs generated from the Rust types to `crds/` and to the Helm chart's
+//! `charts/signpost/crds/` (or only to the directory given):
 //!
 //!     cargo run -p signpost-operator --bin crdgen
 //!
-//! `crds/` is never edited by hand; the `crds_are_current` test fails when it drifts.
+//! Neither copy is edited by hand; `operator/tests/crds.rs` fails when either drifts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    let dir = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds"));
-    if let Err(e) = run(&dir) {
-        eprintln!("crdgen: {e}");
-        std::process::exit(1);
+    let dirs = match std::env::args().nth(1) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            vec![root.join("crds"), root.join("charts/signpost/crds")]
+        }
+    };
+    for dir in &dirs {
+        if let Err(e) = run(dir) {
+            eprintln!("crdgen: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run(dir: &std::path::Path) -> Result<(), String> {
+fn run(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     for crd in signpost_operator::crd::all() {
         let path = dir.join(signpost_operator::crd::file_name(&crd));

@@ -104,7 +104,7 @@ enum Command {
     },
     /// Why a router would allow or deny a flow, and which path it would take.
     Explain {
-        /// The LAN network or WAN interface the first packet arrives on.
+        /// The LAN interface the first packet arrives on, `NAME@VLAN` for a tagged network (`lan@10`).
         #[arg(long, value_name = "NAME")]
         ingress: String,
         /// Source IP address.

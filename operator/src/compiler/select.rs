@@ -644,6 +644,11 @@ fn wan_interface(i: &Interface, global_id: u32) -> pb::WanInterface {
 
 fn lan_interface(i: &Interface) -> pb::LanInterface {
     pb::LanInterface {
+        gateway: i
+            .gateway
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         name: i.name.to_string(),
         device: i.device.clone().unwrap_or_else(|| i.name.to_string()),
         addresses: i.addresses.iter().map(ToString::to_string).collect(),

@@ -183,6 +183,8 @@ fn hubs_mesh_and_know_every_store() {
     assert_eq!(services, ["internet", "payments", "video-archive"]);
     let tenants: Vec<&str> = aws.tenants.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(tenants, ["cameras", "guest", "pos"]);
+    // Internet breakout leaves through the VPC's egress firewall.
+    assert_eq!(aws.lan_interfaces[0].gateway, "10.100.0.254");
 }
 
 #[test]

@@ -90,7 +90,8 @@ pub struct Interface {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub addresses: Vec<InterfaceAddress>,
-    /// Next hop for the interface's neighborhood.
+    /// WAN: next hop for the interface's neighborhood. LAN: next hop for destinations outside
+    /// the interface's subnets and networks (a cloud's egress gateway, for internet breakout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddress>,
     /// WAN only: routers sharing a neighborhood reach each other over it (`internet`, `lte`).

@@ -87,6 +87,11 @@ pub struct LanInterface {
     pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(message, repeated, tag = "4")]
     pub networks: ::prost::alloc::vec::Vec<LanNetwork>,
+    /// Next hop for destinations outside the interface's subnets and networks (a cloud hub's
+    /// egress gateway, for services delivered to their original destination); empty: none, such
+    /// destinations are not routed.
+    #[prost(string, tag = "5")]
+    pub gateway: ::prost::alloc::string::String,
 }
 /// A named network on a LAN interface ("pos", "cameras", "guest").
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
