@@ -3,12 +3,16 @@
 //!
 //! # What the operator checks
 //!
-//! 1. **TLS handshake** (rustls): the router must present a certificate chaining to the CA in
-//!    the TLS directory's `ca.pem`, valid now, with the `clientAuth` usage. Anything else is
-//!    refused before HTTP/2 starts; the refusal is logged with the peer's address and kept in
-//!    [`Distribution::refusals`].
+//! 1. **TLS handshake** (rustls): a router presenting a certificate must present one chaining
+//!    to the CA in the TLS directory's `ca.pem`, valid now, with the `clientAuth` usage; any
+//!    other certificate is refused before HTTP/2 starts, the refusal logged with the peer's
+//!    address and kept in [`Distribution::refusals`]. A client presenting none gets through the
+//!    handshake so that it can call `Bootstrap` ([`crate::bootstrap`]: a one-time token buys a
+//!    certificate); `Subscribe` refuses it with `UNAUTHENTICATED`.
 //! 2. **Identity**: the certificate's URI SAN `spiffe://signpost/router/<name>` names the router
-//!    ([`crate::identity::router_name`]). The stream's first message must be a `Hello` whose
+//!    ([`crate::identity::router_identity`]). A certificate bound to a Router uid that is not
+//!    the current Router's ([`Distribution::bind_identities`], cluster mode) is refused: the
+//!    Router it was issued for was deleted. The stream's first message must be a `Hello` whose
 //!    `router` equals that name — otherwise `PERMISSION_DENIED` "certificate names router `a`,
 //!    Hello claims `b`". A router may read only its own config.
 //! 3. **A config exists** for that router; otherwise `FAILED_PRECONDITION` saying so (the
@@ -32,7 +36,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::RootCertStore;
@@ -41,7 +45,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use signpost_proto::v1::distribution_server::{self, DistributionServer};
 use signpost_proto::v1::{
-    Health, Hello, OperatorMessage, RouterMessage, Snapshot, operator_message, router_message,
+    BootstrapRequest, BootstrapResponse, Health, Hello, OperatorMessage, RouterMessage, Snapshot,
+    operator_message, router_message,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -50,8 +55,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::bootstrap::Enrollment;
 use crate::compiler::RouterOutput;
-use crate::identity::{self, CA_CERT_FILE, CERT_FILE, KEY_FILE};
+use crate::identity::{self, CA_CERT_FILE, CERT_FILE, Issued, KEY_FILE};
 
 /// How long a router has to finish the TLS handshake, then to send its Hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +95,70 @@ pub struct RouterState {
     stream: u64,
 }
 
+impl RouterState {
+    /// A router that has not connected (yet): what tools and tests build states from.
+    pub fn new(since: SystemTime) -> Self {
+        Self {
+            connected: false,
+            peer: None,
+            software_version: String::new(),
+            since,
+            applied_version: None,
+            sent_version: None,
+            outcome: None,
+            health: None,
+            stream: 0,
+        }
+    }
+}
+
+/// What to serve after a compile, and how it differs from what was served.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NextServed {
+    pub configs: Configs,
+    /// New versions (added routers included).
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Routers kept on their last good config because their own objects have errors.
+    pub kept: Vec<String>,
+}
+
+/// The configs to serve after a compile: the compiled ones, plus the last good config of each
+/// router that still exists but compiled with errors of its own (it keeps running what it has
+/// rather than losing its config); routers that no longer exist are dropped.
+pub fn next_served(
+    served: &Configs,
+    compiled: Configs,
+    exists: impl Fn(&str) -> bool,
+) -> NextServed {
+    let mut next = NextServed {
+        configs: compiled,
+        ..NextServed::default()
+    };
+    for (name, output) in served {
+        if next.configs.contains_key(name) {
+            continue;
+        }
+        if exists(name) {
+            next.configs.insert(name.clone(), Arc::clone(output));
+            next.kept.push(name.clone());
+        } else {
+            next.removed.push(name.clone());
+        }
+    }
+    next.changed = next
+        .configs
+        .iter()
+        .filter(|(name, out)| {
+            served
+                .get(*name)
+                .is_none_or(|old| old.version != out.version)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    next
+}
+
 /// A connection or stream the operator refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -117,50 +187,77 @@ impl fmt::Display for DistributionError {
 
 impl std::error::Error for DistributionError {}
 
+/// Binds the config stream's listener; returns it with the address it got (port 0: any).
+pub async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
+    let fail = |e: std::io::Error| format!("listening on {addr}: {e}");
+    let listener = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
+}
+
 /// The rustls server config for the config stream, from a TLS directory (`ca.pem`, `tls.crt`,
-/// `tls.key`): client certificates are required and must chain to `ca.pem`.
+/// `tls.key`): see [`server_tls_for`].
 pub fn server_tls(dir: &Path) -> Result<Arc<rustls::ServerConfig>, DistributionError> {
-    let tls = |path: &Path, error: String| DistributionError::Tls {
-        path: path.to_path_buf(),
-        error,
-    };
     let read = |name: &str| {
         let path = dir.join(name);
-        std::fs::read(&path)
-            .map(|b| (path.clone(), b))
-            .map_err(|e| tls(&path, e.to_string()))
+        std::fs::read_to_string(&path).map_err(|e| DistributionError::Tls {
+            path,
+            error: e.to_string(),
+        })
     };
-    let (ca_path, ca) = read(CA_CERT_FILE)?;
-    let (cert_path, cert) = read(CERT_FILE)?;
-    let (key_path, key) = read(KEY_FILE)?;
+    let identity = Issued {
+        ca_pem: read(CA_CERT_FILE)?,
+        cert_pem: read(CERT_FILE)?,
+        key_pem: read(KEY_FILE)?,
+    };
+    server_tls_for(&identity, dir)
+}
+
+/// The rustls server config for the config stream: the operator's certificate and key, and
+/// the CA client certificates must chain to. `origin` (a directory, or a Secret's name) is
+/// what errors name, as `origin/ca.pem`.
+///
+/// A client without a certificate is let through the handshake: it may only call `Bootstrap`
+/// (which wants a token); `Subscribe` refuses it. A client presenting a certificate the CA did
+/// not issue, or an expired one, is refused in the handshake.
+pub fn server_tls_for(
+    identity: &Issued,
+    origin: &Path,
+) -> Result<Arc<rustls::ServerConfig>, DistributionError> {
+    let tls = |name: &str, error: String| DistributionError::Tls {
+        path: origin.join(name),
+        error,
+    };
     let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&ca) {
-        let c = c.map_err(|e| tls(&ca_path, format!("not a PEM certificate: {e}")))?;
+    for c in CertificateDer::pem_slice_iter(identity.ca_pem.as_bytes()) {
+        let c = c.map_err(|e| tls(CA_CERT_FILE, format!("not a PEM certificate: {e}")))?;
         roots
             .add(c)
-            .map_err(|e| tls(&ca_path, format!("not a usable CA certificate: {e}")))?;
+            .map_err(|e| tls(CA_CERT_FILE, format!("not a usable CA certificate: {e}")))?;
     }
     if roots.is_empty() {
-        return Err(tls(&ca_path, "holds no certificate".into()));
+        return Err(tls(CA_CERT_FILE, "holds no certificate".into()));
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls(&cert_path, format!("not a PEM certificate: {e}")))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(CERT_FILE, format!("not a PEM certificate: {e}")))?;
     if chain.is_empty() {
-        return Err(tls(&cert_path, "holds no certificate".into()));
+        return Err(tls(CERT_FILE, "holds no certificate".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key)
-        .map_err(|e| tls(&key_path, format!("holds no PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| tls(KEY_FILE, format!("holds no PEM private key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
         .build()
-        .map_err(|e| tls(&ca_path, format!("cannot verify clients with it: {e}")))?;
+        .map_err(|e| tls(CA_CERT_FILE, format!("cannot verify clients with it: {e}")))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls(dir, e.to_string()))?
+        .map_err(|e| tls("", e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| tls(&cert_path, format!("does not match {KEY_FILE}: {e}")))?;
+        .map_err(|e| tls(CERT_FILE, format!("does not match {KEY_FILE}: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -170,6 +267,19 @@ struct Shared {
     routers: watch::Sender<BTreeMap<String, RouterState>>,
     refusals: Mutex<VecDeque<Refusal>>,
     next_stream: AtomicU64,
+    /// Router name → the uid of its Router object (cluster mode): certificates bound to
+    /// another uid are refused.
+    bindings: RwLock<Arc<BTreeMap<String, String>>>,
+    enrollment: OnceLock<Arc<Enrollment>>,
+    bootstraps_ok: AtomicU64,
+    bootstraps_refused: AtomicU64,
+}
+
+/// Bootstrap requests answered so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bootstraps {
+    pub ok: u64,
+    pub refused: u64,
 }
 
 impl Shared {
@@ -222,6 +332,10 @@ impl Distribution {
                 routers: watch::Sender::new(BTreeMap::new()),
                 refusals: Mutex::new(VecDeque::new()),
                 next_stream: AtomicU64::new(1),
+                bindings: RwLock::new(Arc::new(BTreeMap::new())),
+                enrollment: OnceLock::new(),
+                bootstraps_ok: AtomicU64::new(0),
+                bootstraps_refused: AtomicU64::new(0),
             }),
         }
     }
@@ -230,6 +344,30 @@ impl Distribution {
     /// a router no longer in `configs` has its stream ended with an error.
     pub fn publish(&self, configs: Configs) {
         self.shared.feed.send_replace(Arc::new(configs));
+    }
+
+    /// From now on, a router certificate bound to a Router uid (see
+    /// [`identity::RouterIdentity::uid`]) is accepted only when that uid is the one given here
+    /// for its router: the certificates of a deleted Router stop working, even when a Router of
+    /// the same name is created again. Unbound certificates are not affected.
+    pub fn bind_identities(&self, bindings: BTreeMap<String, String>) {
+        if let Ok(mut b) = self.shared.bindings.write() {
+            *b = Arc::new(bindings);
+        }
+    }
+
+    /// Serves `Distribution/Bootstrap` with `enrollment` (without it, Bootstrap is refused as
+    /// off). Set once, before or while serving; a second call is ignored and returns false.
+    pub fn enable_bootstrap(&self, enrollment: Enrollment) -> bool {
+        self.shared.enrollment.set(Arc::new(enrollment)).is_ok()
+    }
+
+    /// Bootstrap requests answered so far.
+    pub fn bootstraps(&self) -> Bootstraps {
+        Bootstraps {
+            ok: self.shared.bootstraps_ok.load(Ordering::Relaxed),
+            refused: self.shared.bootstraps_refused.load(Ordering::Relaxed),
+        }
     }
 
     /// The configs being served.
@@ -397,16 +535,25 @@ impl distribution_server::Distribution for Subscriptions {
         let peer = request.remote_addr();
         let shared = &self.shared;
         let certified = match request.peer_certs().as_deref().and_then(|c| c.first()) {
-            None => Err("the connection has no client certificate".to_string()),
-            Some(cert) => identity::router_name(cert).map_err(|e| e.to_string()),
+            None => Err(
+                "the connection has no client certificate: present this router's \
+                         certificate (tls.crt), or enroll first with a bootstrap token"
+                    .to_string(),
+            ),
+            Some(cert) => identity::router_identity(cert).map_err(|e| e.to_string()),
         };
         let certified = match certified {
-            Ok(name) => name,
+            Ok(id) => id,
             Err(reason) => {
                 shared.refuse(peer, None, reason.clone());
                 return Err(Status::unauthenticated(reason));
             }
         };
+        if let Some(reason) = stale_binding(shared, &certified) {
+            shared.refuse(peer, Some(&certified.name), reason.clone());
+            return Err(Status::permission_denied(reason));
+        }
+        let certified = certified.name;
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(RouterMessage {
@@ -462,6 +609,54 @@ impl distribution_server::Distribution for Subscriptions {
         tokio::spawn(session.run(nonempty(hello.last_applied_version)));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn bootstrap(
+        &self,
+        request: Request<BootstrapRequest>,
+    ) -> Result<Response<BootstrapResponse>, Status> {
+        let peer = request.remote_addr();
+        let shared = &self.shared;
+        let request = request.into_inner();
+        let Some(enrollment) = shared.enrollment.get() else {
+            let reason = "bootstrap is off on this operator: it has no CA key to issue \
+                          certificates with (local mode needs ca.key in its --tls-dir)"
+                .to_string();
+            shared.refuse(peer, Some(&request.router), reason.clone());
+            shared.bootstraps_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::unimplemented(reason));
+        };
+        let by = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
+        match enrollment.enroll(&request, &by, SystemTime::now()).await {
+            Ok(response) => {
+                shared.bootstraps_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(Response::new(response))
+            }
+            Err(refusal) => {
+                shared.bootstraps_refused.fetch_add(1, Ordering::Relaxed);
+                shared.refuse(
+                    peer,
+                    Some(&request.router),
+                    format!("bootstrap refused: {refusal}"),
+                );
+                Err(refusal.status())
+            }
+        }
+    }
+}
+
+/// Why a certificate bound to a Router uid no longer counts, if it does not.
+fn stale_binding(shared: &Shared, id: &identity::RouterIdentity) -> Option<String> {
+    let uid = id.uid.as_deref()?;
+    let bindings = shared.bindings.read().ok()?.clone();
+    let current = bindings.get(&id.name)?;
+    (current != uid).then(|| {
+        format!(
+            "the certificate was issued for an earlier Router `{}` (uid {uid}), which was \
+             deleted; the current one (uid {current}) has a new identity: use its identity \
+             Secret, or bootstrap again",
+            id.name
+        )
+    })
 }
 
 fn nonempty(s: String) -> Option<String> {

@@ -8,7 +8,11 @@
 //! the router twice in its subject alternative names — URI `spiffe://signpost/router/<name>`
 //! (authoritative) and DNS `<name>` — and carries the `clientAuth` extended key usage, so it
 //! cannot pose as the operator. The operator's certificate carries `serverAuth`, the DNS names
-//! and addresses routers dial, and URI `spiffe://signpost/operator`.
+//! and addresses routers dial, and URI `spiffe://signpost/operator`. In cluster mode the
+//! operator also binds the certificates it issues to the Router object's uid (subject
+//! `OU=router-uid=<uid>`, see [`RouterIdentity`]), so that deleting a Router revokes them.
+//! Routers that enroll with a bootstrap token send a certificate request for a key of their own
+//! ([`CertificateRequest`], [`crate::bootstrap`]); only its public key is used.
 //!
 //! Certificates from cert-manager work the same way: a `Certificate` with
 //! `uris: [spiffe://signpost/router/<name>]`, `dnsNames: [<name>]`, `usages: [client auth]`,
@@ -39,6 +43,8 @@ use x509_parser::extensions::GeneralName;
 
 /// The URI SAN prefix that names a router: `spiffe://signpost/router/<name>`.
 pub const ROUTER_URI_PREFIX: &str = "spiffe://signpost/router/";
+/// In a bound router certificate's subject, `OU=router-uid=<uid>` (see [`RouterIdentity`]).
+pub const ROUTER_UID_PREFIX: &str = "router-uid=";
 /// The URI SAN of the operator's server certificate.
 pub const OPERATOR_URI: &str = "spiffe://signpost/operator";
 
@@ -210,20 +216,45 @@ impl CertificateAuthority {
         let key_path = dir.join(CA_KEY_FILE);
         let cert_pem = fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
         let key_pem = fs::read_to_string(&key_path).map_err(io(&key_path))?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| IdentityError::Pem {
-            path: key_path.clone(),
+        Self::from_pem(&cert_pem, &key_pem, &cert_path, &key_path)
+    }
+
+    /// A CA from its certificate and key in PEM; `cert_origin` and `key_origin` name where they
+    /// came from in errors (a file, or a Secret's key).
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        cert_origin: &Path,
+        key_origin: &Path,
+    ) -> Result<Self, IdentityError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| IdentityError::Pem {
+            path: key_origin.to_path_buf(),
             error: format!("not a private key in PEM: {e}"),
         })?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| IdentityError::Pem {
-            path: cert_path.clone(),
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| IdentityError::Pem {
+            path: cert_origin.to_path_buf(),
             error: format!("not a CA certificate in PEM: {e}"),
         })?;
-        Ok(Self { cert_pem, issuer })
+        Ok(Self {
+            cert_pem: cert_pem.to_string(),
+            issuer,
+        })
     }
 
     /// Creates a new CA in `dir` (created 0700 if absent) and writes `ca.pem` and `ca.key`.
     pub fn create(dir: &Path) -> Result<Self, IdentityError> {
         create_private_dir(dir)?;
+        let (ca, key_pem) = Self::generate()?;
+        // The key first: a crash between the two leaves a key without a certificate, which
+        // `load_or_create` reports instead of silently making a second CA.
+        write_atomic(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(CA_CERT_FILE), ca.cert_pem.as_bytes(), 0o644)?;
+        Ok(ca)
+    }
+
+    /// A new self-signed CA, in memory; returns it with its key in PEM (for the caller to keep:
+    /// a directory, or the operator's CA Secret in cluster mode).
+    pub fn generate() -> Result<(Self, String), IdentityError> {
         let key = KeyPair::generate().map_err(rc)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -250,19 +281,12 @@ impl CertificateAuthority {
         params.not_before = OffsetDateTime::from(validity.not_before);
         params.not_after = OffsetDateTime::from(validity.not_after);
         let cert = params.self_signed(&key).map_err(rc)?;
-        let cert_pem = cert.pem();
-        // The key first: a crash between the two leaves a key without a certificate, which
-        // `load_or_create` reports instead of silently making a second CA.
-        write_atomic(
-            &dir.join(CA_KEY_FILE),
-            key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_atomic(&dir.join(CA_CERT_FILE), cert_pem.as_bytes(), 0o644)?;
-        Ok(Self {
-            cert_pem,
+        let key_pem = key.serialize_pem();
+        let ca = Self {
+            cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
-        })
+        };
+        Ok((ca, key_pem))
     }
 
     /// The CA certificate in PEM: what routers and the operator trust.
@@ -272,14 +296,33 @@ impl CertificateAuthority {
 
     /// A client certificate naming router `name`.
     pub fn issue_router(&self, name: &str, validity: Validity) -> Result<Issued, IdentityError> {
-        check_router_name(name)?;
-        let mut params = leaf(name, validity);
-        params.subject_alt_names = vec![
-            SanType::URI(router_uri(name).try_into().map_err(rc)?),
-            SanType::DnsName(name.try_into().map_err(rc)?),
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params)
+        self.issue_router_bound(name, None, validity)
+    }
+
+    /// A client certificate naming router `name`, bound to the Router object with `uid` when
+    /// given (see [`RouterIdentity::uid`]); with a new key.
+    pub fn issue_router_bound(
+        &self,
+        name: &str,
+        uid: Option<&str>,
+        validity: Validity,
+    ) -> Result<Issued, IdentityError> {
+        self.sign(router_params(name, uid, validity)?)
+    }
+
+    /// A client certificate naming router `name` for the key of a checked certificate request.
+    /// Only the request's public key is used: what the certificate says is the operator's to
+    /// decide. Returns the certificate in PEM.
+    pub fn issue_router_for_request(
+        &self,
+        name: &str,
+        uid: Option<&str>,
+        request: &CertificateRequest,
+        validity: Validity,
+    ) -> Result<String, IdentityError> {
+        let mut csr = request.0.clone();
+        csr.params = router_params(name, uid, validity)?;
+        Ok(csr.signed_by(&self.issuer).map_err(rc)?.pem())
     }
 
     /// The operator's server certificate, valid for the DNS names and addresses routers dial.
@@ -313,6 +356,46 @@ impl CertificateAuthority {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// A PKCS#10 certificate signing request whose signature verified: its sender holds the key.
+#[derive(Clone, Debug)]
+pub struct CertificateRequest(rcgen::CertificateSigningRequestParams);
+
+impl CertificateRequest {
+    pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
+        rcgen::CertificateSigningRequestParams::from_pem(pem)
+            .map(Self)
+            .map_err(|e| {
+                IdentityError::Certificate(format!(
+                    "the certificate signing request is not a valid PKCS#10 request in PEM, \
+                     signed by its key: {e}"
+                ))
+            })
+    }
+}
+
+/// What a router certificate says: its name twice (URI and DNS SAN), client auth only, and the
+/// Router object's uid in the subject when bound.
+fn router_params(
+    name: &str,
+    uid: Option<&str>,
+    validity: Validity,
+) -> Result<CertificateParams, IdentityError> {
+    check_router_name(name)?;
+    let mut params = leaf(name, validity);
+    if let Some(uid) = uid {
+        params.distinguished_name.push(
+            DnType::OrganizationalUnitName,
+            format!("{ROUTER_UID_PREFIX}{uid}"),
+        );
+    }
+    params.subject_alt_names = vec![
+        SanType::URI(router_uri(name).try_into().map_err(rc)?),
+        SanType::DnsName(name.try_into().map_err(rc)?),
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
 }
 
 fn leaf(common_name: &str, validity: Validity) -> CertificateParams {
@@ -408,6 +491,24 @@ pub fn check_router_name(name: &str) -> Result<(), IdentityError> {
 /// Exactly one such URI is required; the DNS SAN is not used, since the operator's own
 /// certificate has DNS names too.
 pub fn router_name(cert_der: &[u8]) -> Result<String, IdentityError> {
+    router_identity(cert_der).map(|id| id.name)
+}
+
+/// Who a router certificate names, and which Router object it was issued for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterIdentity {
+    pub name: String,
+    /// The `metadata.uid` of the Router object the certificate was issued for, from the
+    /// subject's `OU=router-uid=<uid>`. The operator issues bound certificates in cluster mode
+    /// and refuses one whose Router was deleted (a Router created again under the same name has
+    /// a new uid): deleting a Router revokes the identities issued for it. Certificates issued
+    /// elsewhere (`signpostctl certs issue`, cert-manager) are unbound; their CA revokes them.
+    pub uid: Option<String>,
+    pub not_after: SystemTime,
+}
+
+/// [`router_name`], plus the binding and expiry.
+pub fn router_identity(cert_der: &[u8]) -> Result<RouterIdentity, IdentityError> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| {
         IdentityError::NoRouterIdentity(format!("the client certificate cannot be parsed: {e}"))
     })?;
@@ -427,7 +528,20 @@ pub fn router_name(cert_der: &[u8]) -> Result<String, IdentityError> {
     match (names.next(), names.next()) {
         (Some(name), None) => {
             check_router_name(name)?;
-            Ok(name.to_string())
+            let uid = cert
+                .subject()
+                .iter_organizational_unit()
+                .filter_map(|ou| ou.as_str().ok())
+                .find_map(|ou| ou.strip_prefix(ROUTER_UID_PREFIX))
+                .map(str::to_string);
+            let not_after = cert.validity().not_after.timestamp();
+            let not_after =
+                SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(not_after).unwrap_or(0));
+            Ok(RouterIdentity {
+                name: name.to_string(),
+                uid,
+                not_after,
+            })
         }
         (None, _) => Err(IdentityError::NoRouterIdentity(format!(
             "the client certificate ({subject}) has no URI SAN {ROUTER_URI_PREFIX}<router>: \
@@ -622,6 +736,60 @@ mod tests {
             assert!(err.contains(why), "{name}: {err}");
         }
         assert!(check_router_name("store-0142.eu").is_ok());
+    }
+
+    #[test]
+    fn a_csr_gets_a_certificate_for_its_key_saying_what_the_operator_decides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = CertificateAuthority::create(dir.path()).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        // The request asks for more than it may have: another name and server auth.
+        let mut asked = CertificateParams::new(vec!["hub-1".to_string()]).expect("params");
+        asked.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let csr = asked
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let request = CertificateRequest::from_pem(&csr).expect("a valid request");
+        let cert = ca
+            .issue_router_for_request(
+                "store-7",
+                Some("uid-1"),
+                &request,
+                Validity::days_from_now(2),
+            )
+            .expect("issue");
+        let id = router_identity(&der(&cert)).expect("identity");
+        assert_eq!(id.name, "store-7");
+        assert_eq!(id.uid.as_deref(), Some("uid-1"));
+        let d = der(&cert);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&d).expect("parse");
+        assert_eq!(
+            &*parsed.public_key().subject_public_key.data,
+            key.public_key_raw(),
+            "the certificate is for the request's key"
+        );
+        let eku = parsed.extended_key_usage().ok().flatten().map(|e| e.value);
+        assert!(eku.is_some_and(|e| e.client_auth && !e.server_auth));
+
+        let err = CertificateRequest::from_pem(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("not a valid PKCS#10 request"), "{err}");
+        // Unbound certificates have no uid.
+        let plain = ca
+            .issue_router("store-7", Validity::days_from_now(1))
+            .expect("issue");
+        assert_eq!(
+            router_identity(&der(&plain.cert_pem))
+                .ok()
+                .and_then(|i| i.uid),
+            None
+        );
     }
 
     #[test]

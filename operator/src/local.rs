@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::admission::Admission;
 use crate::compiler::{Compiler, Diagnostic, Options, RouterOutput, Severity};
-use crate::distribution::{Configs, Distribution};
+use crate::distribution::{self, Configs, Distribution};
 use crate::manifests;
 
 /// The master secret for peer keys: from `file` (64 hex digits, or 32 raw bytes) when given;
@@ -142,38 +142,17 @@ impl LocalMode {
             }
         };
         let compiled = self.compiler.compile(&intent);
-        let mut next: Configs = compiled.routers;
-        let mut kept = Vec::new();
-        let mut removed = Vec::new();
-        for (name, output) in &self.served {
-            if next.contains_key(name) {
-                continue;
-            }
-            let still_there = intent
+        let next = distribution::next_served(&self.served, compiled.routers, |name| {
+            intent
                 .routers
                 .iter()
-                .any(|r| r.metadata.name.as_deref() == Some(name.as_str()));
-            if still_there {
-                next.insert(name.clone(), Arc::clone(output));
-                kept.push(name.clone());
-            } else {
-                removed.push(name.clone());
-            }
-        }
-        let changed = next
-            .iter()
-            .filter(|(name, out)| {
-                self.served
-                    .get(*name)
-                    .is_none_or(|old| old.version != out.version)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        self.served = next;
+                .any(|r| r.metadata.name.as_deref() == Some(name))
+        });
+        self.served = next.configs;
         Reload::Compiled {
-            changed,
-            removed,
-            kept,
+            changed: next.changed,
+            removed: next.removed,
+            kept: next.kept,
             diagnostics: compiled.diagnostics,
         }
     }

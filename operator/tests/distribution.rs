@@ -4,71 +4,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
-use common::{DEADLINE, Pki, Router, examples, expired, until};
+use common::{DEADLINE, Operator, Pki, Router, expired, retail, until};
 use prost::Message;
 use sha2::{Digest, Sha256};
-use signpost_operator::compiler::{Options, RouterOutput};
-use signpost_operator::distribution::{self, Configs, Distribution, DistributionError, Outcome};
-use signpost_operator::local::LocalMode;
+use signpost_operator::compiler::RouterOutput;
+use signpost_operator::distribution::{Configs, Distribution, Outcome};
 use signpost_proto::v1::{RouterConfig, WanInterface};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Operator {
-    dist: Distribution,
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), DistributionError>>,
-}
-
-impl Operator {
-    async fn start(dist: &Distribution, tls_dir: &Path) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let tls = distribution::server_tls(tls_dir).expect("server TLS");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let d = dist.clone();
-        let task = tokio::spawn(async move {
-            d.serve(listener, tls, async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        Self {
-            dist: dist.clone(),
-            addr,
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let served = tokio::time::timeout(DEADLINE, self.task).await;
-        assert!(
-            matches!(served, Ok(Ok(Ok(())))),
-            "the server stops cleanly: {served:?}"
-        );
-    }
-}
-
-/// The retail example's configs.
-fn retail() -> Configs {
-    let mut local = LocalMode::new(
-        &examples(),
-        Options {
-            key_master: [1; 32],
-            key_epoch: 0,
-        },
-    );
-    local.reload();
-    local.served().clone()
-}
 
 fn output(config: &RouterConfig) -> Arc<RouterOutput> {
     let encoded = config.encode_to_vec();

@@ -6,6 +6,11 @@
 //!     --tls-dir /etc/signpost/tls --state-dir /var/lib/signpost [--interfaces wan0,lan0]
 //! ```
 //!
+//! With `--bootstrap-token-file F` a router that has no certificate yet enrolls first: `--tls-dir`
+//! then supplies only `ca.pem` (the operator's CA, pinned), the token in F buys a certificate
+//! (see `signpost_cnf::control::bootstrap`), and the identity is kept in `STATE_DIR/identity`,
+//! which later starts use without enrolling again.
+//!
 //! At start the router applies its last-known-good config (if any) and dials the operator;
 //! once it has a config it opens the interfaces (those given, or the devices the config
 //! names) and forwards. SIGINT or SIGTERM stops it.
@@ -18,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use signpost_cnf::control::{ControlClient, ControlSettings};
+use signpost_cnf::control::bootstrap::{self, BootstrapSettings};
+use signpost_cnf::control::{Backoff, ControlClient, ControlSettings};
 use signpost_cnf::io::{DriverChoice, IdlePolicy, IoConfig};
 use signpost_cnf::runtime::admin::AdminService;
 use signpost_cnf::runtime::{self, ConfigSlot, Runtime, RuntimeOptions};
@@ -39,9 +45,12 @@ struct Args {
     /// Directory with ca.pem, tls.crt, tls.key (a cert-manager Secret's layout).
     #[arg(long)]
     tls_dir: PathBuf,
-    /// Directory for the last-known-good config.
+    /// Directory for the last-known-good config (and the enrolled identity).
     #[arg(long)]
     state_dir: PathBuf,
+    /// Enroll with this one-time bootstrap token when STATE_DIR/identity has no certificate yet (TLS_DIR then needs only ca.pem).
+    #[arg(long, value_name = "FILE")]
+    bootstrap_token_file: Option<PathBuf>,
     /// Devices to run on, comma-separated (default: the devices the first config names).
     #[arg(long, value_delimiter = ',')]
     interfaces: Vec<String>,
@@ -180,11 +189,30 @@ async fn run(args: Args) -> Result<(), String> {
         .server_name
         .clone()
         .unwrap_or_else(|| server_name_of(&args.operator));
+    let mut signal = Box::pin(shutdown_signal());
+    let tls_dir = match &args.bootstrap_token_file {
+        None => args.tls_dir.clone(),
+        Some(token_file) => {
+            let enrollment = BootstrapSettings {
+                router: args.router.clone(),
+                operator: args.operator.clone(),
+                server_name: server_name.clone(),
+                ca_file: args.tls_dir.join(signpost_cnf::control::tls::CA_CERT_FILE),
+                token_file: token_file.clone(),
+                identity_dir: args.state_dir.join("identity"),
+                backoff: Backoff::default(),
+            };
+            if !bootstrap::ensure_identity(&enrollment, &mut signal).await? {
+                return Ok(());
+            }
+            enrollment.identity_dir
+        }
+    };
     let settings = ControlSettings::new(
         &args.router,
         &args.operator,
         &server_name,
-        args.tls_dir.clone(),
+        tls_dir,
         args.state_dir.clone(),
     );
     let client = ControlClient::new(settings, slot.clone());
@@ -193,7 +221,6 @@ async fn run(args: Args) -> Result<(), String> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let control = tokio::spawn(client.run(stopped(stop_rx.clone())));
-    let mut signal = Box::pin(shutdown_signal());
 
     // A config first (last-known-good or the operator's): it names the devices.
     let first = async {

@@ -59,7 +59,7 @@ impl Backoff {
     }
 }
 
-fn random_unit() -> f64 {
+pub(super) fn random_unit() -> f64 {
     let mut b = [0u8; 4];
     match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b) {
         Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
@@ -406,7 +406,7 @@ struct Failure {
 }
 
 /// An error and its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -421,7 +421,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A failed dial, with what to check.
-fn explain_connect(operator: &str, e: &tonic::transport::Error) -> String {
+pub(super) fn explain_connect(operator: &str, e: &tonic::transport::Error) -> String {
     let text = chain(e);
     let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         "; the operator's certificate is not from the CA in this router's ca.pem"

@@ -57,27 +57,39 @@ impl LastKnownGood {
 
     /// Replaces the stored snapshot.
     pub fn store(&self, version: &str, encoded: &[u8]) -> Result<(), String> {
-        let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", self.path.display());
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| fail("creating the directory of", e))?;
-        let tmp = self.path.with_extension("pb.tmp");
+        fs::create_dir_all(dir)
+            .map_err(|e| format!("creating the directory of {}: {e}", self.path.display()))?;
         let bytes = RawSnapshot::new(version, encoded.to_vec()).encode_to_vec();
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| fail("writing beside", e))?;
-        f.write_all(&bytes).map_err(|e| fail("writing beside", e))?;
-        f.sync_all().map_err(|e| fail("syncing beside", e))?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(|e| fail("replacing", e))?;
-        if let Ok(d) = fs::File::open(dir) {
-            // The rename's durability; the data itself is already synced.
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_atomic(&self.path, &bytes, 0o644)
     }
+}
+
+/// Writes `bytes` to `path` through a file beside it (created with `mode`): write, fsync,
+/// rename, fsync the directory — a crash leaves the old file or the new one, never a mix.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| fail("writing beside", e))?;
+    f.write_all(bytes).map_err(|e| fail("writing beside", e))?;
+    f.sync_all().map_err(|e| fail("syncing beside", e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| fail("replacing", e))?;
+    if let Ok(d) = fs::File::open(dir) {
+        // The rename's durability; the data itself is already synced.
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@
 //! * TLS directory ([`tls`]): `ca.pem`, `tls.crt`, `tls.key` — a cert-manager Secret's layout,
 //!   or what `signpostctl certs issue` writes. Re-read at every connection attempt.
 //! * State directory ([`lkg`]): `last-known-good.pb`, the last applied snapshot, replaced
-//!   atomically after each Ack and applied at start, before the operator is reached.
+//!   atomically after each Ack and applied at start, before the operator is reached; and, for a
+//!   router enrolled with a bootstrap token ([`bootstrap`]), `identity/` with the `ca.pem`,
+//!   `tls.crt` and `tls.key` it obtained.
 //!
 //! # Reconnection
 //!
@@ -36,6 +38,7 @@
 //! to 30 s by default, each delay drawn from the upper half of its range). The data plane keeps
 //! its config throughout.
 
+pub mod bootstrap;
 pub mod client;
 pub mod lkg;
 pub mod snapshot;

@@ -3,6 +3,8 @@
 //! * `GET /metrics` (or `HEAD`): 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8`,
 //!   the body from the render function (an [`Exposition`](super::Exposition), usually).
 //! * `GET /healthz`: 200 `ok`.
+//! * `GET /readyz`, served by [`serve_metrics_and_readiness`] only: 200 `ok` when the readiness
+//!   function says so, else 503 `not ready`.
 //! * Any other path: 404; another method on a known path: 405.
 //!
 //! The render function runs on the connection's task for each scrape, so it should be quick
@@ -43,6 +45,25 @@ pub async fn serve_metrics(
     render: Arc<dyn Fn() -> String + Send + Sync>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve(listener, render, None, shutdown).await
+}
+
+/// [`serve_metrics`], plus `GET /readyz` answered from `ready` (a readiness probe).
+pub async fn serve_metrics_and_readiness(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve(listener, render, Some(ready), shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -58,8 +79,9 @@ pub async fn serve_metrics(
             },
         };
         let render = Arc::clone(&render);
+        let ready = ready.clone();
         let service = service_fn(move |request| {
-            let response = respond(&request, render.as_ref());
+            let response = respond(&request, render.as_ref(), ready.as_deref());
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = http1::Builder::new()
@@ -86,6 +108,7 @@ pub async fn serve_metrics(
 fn respond(
     request: &Request<Incoming>,
     render: &(dyn Fn() -> String + Send + Sync),
+    ready: Option<&(dyn Fn() -> bool + Send + Sync)>,
 ) -> Response<Full<Bytes>> {
     let get_or_head = matches!(*request.method(), Method::GET | Method::HEAD);
     match request.uri().path() {
@@ -96,23 +119,36 @@ fn respond(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_0_0_4));
             response
         }
-        "/healthz" if get_or_head => {
-            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            response
+        "/healthz" if get_or_head => text(StatusCode::OK, "ok"),
+        "/readyz" if get_or_head && ready.is_some() => {
+            if ready.is_some_and(|ready| ready()) {
+                text(StatusCode::OK, "ok")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready")
+            }
         }
-        "/metrics" | "/healthz" => {
-            let mut response = status(StatusCode::METHOD_NOT_ALLOWED);
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            response
-        }
+        "/metrics" | "/healthz" => method_not_allowed(),
+        "/readyz" if ready.is_some() => method_not_allowed(),
         _ => status(StatusCode::NOT_FOUND),
     }
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut response = status(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn status(code: StatusCode) -> Response<Full<Bytes>> {
@@ -217,5 +253,48 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "the listener is closed after shutdown"
         );
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_its_function_and_only_where_asked_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ready);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_metrics_and_readiness(
+            listener,
+            Arc::new(String::new),
+            Arc::new(move || flag.load(Ordering::Relaxed)),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let response = fetch(addr, "GET", "/readyz").await;
+        assert!(
+            response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{response}"
+        );
+        ready.store(true, Ordering::Relaxed);
+        let response = fetch(addr, "GET", "/readyz").await;
+        let (head, body) = head_and_body(&response);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, "ok");
+        let response = fetch(addr, "POST", "/readyz").await;
+        assert!(response.starts_with("HTTP/1.1 405"), "{response}");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+
+        // serve_metrics has no readiness endpoint.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_metrics(listener, Arc::new(String::new), async {
+            let _ = stopped.await;
+        }));
+        let response = fetch(addr, "GET", "/readyz").await;
+        assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
 }

@@ -19,4 +19,4 @@ pub use exposition::{Exposition, MetricKind, SampleValue};
 pub use logging::{
     LogFormat, LogOptions, TelemetryGuard, init, otlp_endpoint, otlp_tracer_provider,
 };
-pub use metrics_http::{CONTENT_TYPE_0_0_4, serve_metrics};
+pub use metrics_http::{CONTENT_TYPE_0_0_4, serve_metrics, serve_metrics_and_readiness};

@@ -19,6 +19,17 @@
 //! `certs issue` signs a router certificate with it and writes `ca.pem`, `tls.crt`, `tls.key`
 //! into `--out`, the layout of a cert-manager Secret, which is what the router reads.
 //!
+//!     signpostctl bootstrap create --router NAME [--ttl 24h] [--out DIR]
+//!         (local mode)   --dir TLS_DIR
+//!         (cluster mode) [--namespace NS] [--operator-namespace signpost] [--ca-secret signpost-ca]
+//!
+//! `bootstrap create` mints a one-time token a router enrolls with (`signpost-router
+//! --bootstrap-token-file`): it prints the token on standard output, once; the operator keeps
+//! only its hash. With `--dir` (the local-mode operator's `--tls-dir`) the record goes to
+//! `DIR/bootstrap/`; otherwise it is a Secret next to the Router in the cluster of the current
+//! kubeconfig context. `--out DIR` also writes `DIR/token` and `DIR/ca.pem`: what the router's
+//! box needs (`--tls-dir DIR --bootstrap-token-file DIR/token`).
+//!
 //!     signpostctl sessions [--tenant T] [--service S] [--limit N] [--router ADDR] [--json]
 //!     signpostctl paths [--router ADDR] [--json]
 //!     signpostctl counters [--prefix P] [--router ADDR] [--json]
@@ -34,8 +45,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use signpost_operator::admin_cli::{self, Query};
 use signpost_operator::admission::Admission;
+use signpost_operator::bootstrap::{self, LocalTokens};
 use signpost_operator::compiler::{self, Options, Severity};
-use signpost_operator::identity::{CertificateAuthority, Validity};
+use signpost_operator::controller;
+use signpost_operator::identity::{self, CertificateAuthority, Validity};
 use signpost_operator::{manifests, render, svr_decode};
 
 #[derive(Parser)]
@@ -74,6 +87,11 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// One-time tokens routers enroll with (zero-touch).
+    Bootstrap {
+        #[command(subcommand)]
+        command: BootstrapCommand,
     },
     /// A router's sessions: 5-tuples, waypoints, paths, counts, ages.
     Sessions {
@@ -162,6 +180,34 @@ enum CertsCommand {
 }
 
 #[derive(Subcommand)]
+enum BootstrapCommand {
+    /// Mint a token for a router; prints it once.
+    Create {
+        /// The Router's name.
+        #[arg(long, value_name = "NAME")]
+        router: String,
+        /// How long the token stays valid (s, m, h, d).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Local mode: the operator's --tls-dir. Without it: cluster mode (kubeconfig).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Cluster mode: the Router's namespace (default: the kubeconfig context's).
+        #[arg(long, value_name = "NS", conflicts_with = "dir")]
+        namespace: Option<String>,
+        /// Cluster mode: the operator's namespace, where its CA Secret is (read with --out).
+        #[arg(long, value_name = "NS", default_value = "signpost")]
+        operator_namespace: String,
+        /// Cluster mode: the operator's CA Secret.
+        #[arg(long, value_name = "NAME", default_value = "signpost-ca")]
+        ca_secret: String,
+        /// Also write DIR/token and DIR/ca.pem for the router's box.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SvrCommand {
     /// Show the SVR metadata in each packet of a pcap capture (tcpdump/tshark `-F pcap`).
     Decode {
@@ -191,6 +237,7 @@ fn main() -> ExitCode {
             command: SvrCommand::Decode { file, json },
         } => decode_command(&file, json),
         Command::Certs { command } => certs_command(command),
+        Command::Bootstrap { command } => bootstrap_command(command),
         Command::Sessions {
             tenant,
             service,
@@ -288,6 +335,89 @@ fn certs_command(command: CertsCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn bootstrap_command(command: BootstrapCommand) -> ExitCode {
+    let BootstrapCommand::Create {
+        router,
+        ttl,
+        dir,
+        namespace,
+        operator_namespace,
+        ca_secret,
+        out,
+    } = command;
+    let result = (|| -> Result<(String, String, String), String> {
+        let ttl = bootstrap::parse_ttl(&ttl)?;
+        let now = std::time::SystemTime::now();
+        let (token, ca_pem) = match dir {
+            Some(dir) => {
+                let token = LocalTokens::new(&dir).mint(&router, ttl, now)?;
+                let ca_path = dir.join(identity::CA_CERT_FILE);
+                let ca_pem = std::fs::read_to_string(&ca_path)
+                    .map_err(|e| format!("{}: {e}", ca_path.display()))?;
+                (token, ca_pem)
+            }
+            None => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("starting the async runtime: {e}"))?
+                .block_on(async {
+                    let client = kube::Client::try_default()
+                        .await
+                        .map_err(|e| format!("the cluster (kubeconfig): {e}"))?;
+                    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+                    let token =
+                        controller::tokens::mint(client.clone(), &ns, &router, ttl, now).await?;
+                    let ca_pem = if out.is_some() {
+                        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                            kube::Api::namespaced(client, &operator_namespace);
+                        let secret = secrets.get(&ca_secret).await.map_err(|e| {
+                            format!("reading Secret {operator_namespace}/{ca_secret}: {e}")
+                        })?;
+                        secret
+                            .data
+                            .and_then(|d| d.get(identity::CA_CERT_FILE).cloned())
+                            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                            .ok_or_else(|| {
+                                format!("Secret {operator_namespace}/{ca_secret} has no ca.pem")
+                            })?
+                    } else {
+                        String::new()
+                    };
+                    Ok::<_, String>((token, ca_pem))
+                })?,
+        };
+        Ok((token.to_string(), bootstrap::rfc3339(now + ttl), ca_pem))
+    })();
+    let (token, expires, ca_pem) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(out) = &out {
+        let written = std::fs::create_dir_all(out)
+            .and_then(|()| std::fs::write(out.join(identity::CA_CERT_FILE), &ca_pem))
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                identity::write_atomic(&out.join("token"), format!("{token}\n").as_bytes(), 0o600)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            eprintln!("error: writing {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "wrote {0}/token and {0}/ca.pem: start the router with --tls-dir {0} \
+             --bootstrap-token-file {0}/token",
+            out.display()
+        );
+    }
+    eprintln!("bootstrap token for router `{router}`, good for one enrollment until {expires}:");
+    println!("{token}");
+    ExitCode::SUCCESS
 }
 
 fn decode_command(file: &std::path::Path, json: bool) -> ExitCode {

@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 use signpost_cnf::control::{
     Backoff, ConfigSink, ControlClient, ControlSettings, ControlStatus, PipelineTables,
 };
+use signpost_operator::distribution::{self, Distribution, DistributionError};
 use signpost_operator::identity::{CertificateAuthority, Validity};
 use signpost_proto::v1::RouterConfig;
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -69,6 +71,19 @@ impl Pki {
     pub fn state(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("state-{name}"))
     }
+}
+
+/// The retail example's configs.
+pub fn retail() -> signpost_operator::distribution::Configs {
+    let mut local = signpost_operator::local::LocalMode::new(
+        &examples(),
+        signpost_operator::compiler::Options {
+            key_master: [1; 32],
+            key_epoch: 0,
+        },
+    );
+    local.reload();
+    local.served().clone()
 }
 
 /// A day from now.
@@ -187,5 +202,44 @@ pub async fn until<T: Clone + std::fmt::Debug>(
             "waiting for {what}: not within {DEADLINE:?}; last: {:?}",
             *rx.borrow()
         ),
+    }
+}
+
+/// A `Distribution` server on 127.0.0.1, any free port.
+pub struct Operator {
+    pub dist: Distribution,
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), DistributionError>>,
+}
+
+impl Operator {
+    pub async fn start(dist: &Distribution, tls_dir: &Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tls = distribution::server_tls(tls_dir).expect("server TLS");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let d = dist.clone();
+        let task = tokio::spawn(async move {
+            d.serve(listener, tls, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self {
+            dist: dist.clone(),
+            addr,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let served = tokio::time::timeout(DEADLINE, self.task).await;
+        assert!(
+            matches!(served, Ok(Ok(Ok(())))),
+            "the server stops cleanly: {served:?}"
+        );
     }
 }

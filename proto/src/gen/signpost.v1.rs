@@ -607,6 +607,29 @@ pub struct Nack {
     #[prost(string, tag = "2")]
     pub error: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BootstrapRequest {
+    #[prost(string, tag = "1")]
+    pub router: ::prost::alloc::string::String,
+    /// `<id>.<secret>`, as `signpostctl bootstrap create` printed it.
+    #[prost(string, tag = "2")]
+    pub token: ::prost::alloc::string::String,
+    /// PKCS#10 certificate signing request in PEM, signed by the router's new key. Only its public
+    /// key is used: the operator decides what the certificate says.
+    #[prost(string, tag = "3")]
+    pub csr_pem: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub software_version: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BootstrapResponse {
+    /// The router's certificate in PEM, issued by the operator's CA for the CSR's key.
+    #[prost(string, tag = "1")]
+    pub certificate_pem: ::prost::alloc::string::String,
+    /// The operator's CA certificate in PEM: the router's `ca.pem` from now on.
+    #[prost(string, tag = "2")]
+    pub ca_pem: ::prost::alloc::string::String,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Health {
     /// Milliseconds since the Unix epoch, router clock.
@@ -799,6 +822,32 @@ pub mod distribution_client {
                 .insert(GrpcMethod::new("signpost.v1.Distribution", "Subscribe"));
             self.inner.streaming(req, path, codec).await
         }
+        /// Refused with PERMISSION_DENIED (and why) for an unknown, used or expired token, or a token
+        /// minted for another router.
+        pub async fn bootstrap(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BootstrapRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BootstrapResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/signpost.v1.Distribution/Bootstrap",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("signpost.v1.Distribution", "Bootstrap"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -824,6 +873,15 @@ pub mod distribution_server {
             &self,
             request: tonic::Request<tonic::Streaming<super::RouterMessage>>,
         ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status>;
+        /// Refused with PERMISSION_DENIED (and why) for an unknown, used or expired token, or a token
+        /// minted for another router.
+        async fn bootstrap(
+            &self,
+            request: tonic::Request<super::BootstrapRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BootstrapResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct DistributionServer<T> {
@@ -945,6 +1003,51 @@ pub mod distribution_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/signpost.v1.Distribution/Bootstrap" => {
+                    #[allow(non_camel_case_types)]
+                    struct BootstrapSvc<T: Distribution>(pub Arc<T>);
+                    impl<
+                        T: Distribution,
+                    > tonic::server::UnaryService<super::BootstrapRequest>
+                    for BootstrapSvc<T> {
+                        type Response = super::BootstrapResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BootstrapRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Distribution>::bootstrap(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BootstrapSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
