@@ -191,6 +191,7 @@ fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
         &udp_frames(),
         options.senders,
         Duration::from_secs(options.seconds),
+        None,
     )?;
     let (offered, sender_cpu_ns) = (flood.sent, flood.cpu_ns);
     let seconds = started.elapsed().as_secs_f64();

@@ -82,19 +82,23 @@ pub struct Flood {
 }
 
 /// Sends `frames` round and round on `device` in namespace `ns` from `senders` threads for
-/// `duration`, 64 frames per `sendmmsg`, retrying when the device pushes back.
+/// `duration`, retrying when the device pushes back: as fast as they can, 64 frames per
+/// `sendmmsg`, or paced to `rate` frames per second in all (16 per call, sleeping between).
 pub fn flood(
     ns: &str,
     device: &str,
     frames: &[Vec<u8>],
     senders: u32,
     duration: Duration,
+    rate: Option<u64>,
 ) -> Result<Flood, String> {
     let deadline = Instant::now() + duration;
-    let threads: Vec<_> = (0..senders.max(1))
+    let senders = senders.max(1);
+    let each = rate.map(|r| r as f64 / f64::from(senders));
+    let threads: Vec<_> = (0..senders)
         .map(|_| {
             let (device, frames) = (device.to_string(), frames.to_vec());
-            in_namespace(ns, move || send_until(&device, frames, deadline))
+            in_namespace(ns, move || send_until(&device, frames, deadline, each))
         })
         .collect();
     let mut total = Flood::default();
@@ -106,7 +110,12 @@ pub fn flood(
     Ok(total)
 }
 
-fn send_until(device: &str, mut frames: Vec<Vec<u8>>, deadline: Instant) -> Result<Flood, String> {
+fn send_until(
+    device: &str,
+    mut frames: Vec<Vec<u8>>,
+    deadline: Instant,
+    rate: Option<f64>,
+) -> Result<Flood, String> {
     let cpu_before = thread_cpu_ns();
     let name = CString::new(device).map_err(|e| e.to_string())?;
     // SAFETY: plain libc calls on a socket this function owns and closes; the message array
@@ -157,10 +166,25 @@ fn send_until(device: &str, mut frames: Vec<Vec<u8>>, deadline: Instant) -> Resu
             })
             .collect();
         let mut sent = 0u64;
+        let burst = if rate.is_some() { 16 } else { messages.len() };
+        let (mut origin, mut at) = (Instant::now(), 0usize);
         while Instant::now() < deadline {
-            let n = libc::sendmmsg(fd, messages.as_mut_ptr(), messages.len() as u32, 0);
+            if let Some(rate) = rate {
+                // When the schedule has the next frame leave; behind by more than 10 ms (the
+                // thread was not scheduled), the schedule restarts instead of bursting.
+                let due = origin + Duration::from_secs_f64(sent as f64 / rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                } else if now - due > Duration::from_millis(10) {
+                    origin = now - Duration::from_secs_f64(sent as f64 / rate);
+                }
+            }
+            let count = burst.min(messages.len() - at);
+            let n = libc::sendmmsg(fd, messages.as_mut_ptr().add(at), count as u32, 0);
             if n > 0 {
                 sent += n as u64;
+                at = (at + n as usize) % messages.len();
                 continue;
             }
             match std::io::Error::last_os_error().raw_os_error() {

@@ -1,8 +1,9 @@
 //! Packet I/O: the thin drivers that move Ethernet frames between network interfaces and the
 //! sans-IO pipeline, and the types they share with it.
 //!
-//! The pipeline sees one [`Frame`] at a time through [`Forwarder::handle`] and answers with a
-//! [`Verdict`]; it never touches a socket or a clock. The drivers own sockets, buffers and
+//! The pipeline sees one [`Frame`] at a time through [`Forwarder::handle`] (or a receive batch
+//! through [`Forwarder::handle_batch`], with the same effect) and answers with a [`Verdict`]; it
+//! never touches a socket or a clock. The AF_XDP and in-memory drivers hand over whole batches. The drivers own sockets, buffers and
 //! threads:
 //!
 //! - [`xdp`]: AF_XDP (crate `afxdp`), one socket per (interface, queue), one worker thread per

@@ -1,6 +1,8 @@
 //! The session pipeline: everything the router does to a packet, as a pure function of
 //! (packet, tables, session state, `now`) → an [`Action`]. No sockets, no clocks, no threads: the
-//! runtime's drivers call [`Pipeline::handle`] per packet, [`Pipeline::poll_timers`] per batch and
+//! runtime's drivers call [`Pipeline::handle`] per packet (the runtime's worker does the same in
+//! stages over a receive batch, as [`Pipeline::handle_batch`] does, so that the batch's session
+//! lookups overlap their cache misses), [`Pipeline::poll_timers`] per batch and
 //! [`Pipeline::poll_transmit`] for control packets, the way `quinn-proto` is driven by `quinn`.
 //!
 //! # A session's life

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins && target/release/signpost-bench forward
-//!     [--seconds 5] [--senders 2] [--flows 64] [--tcp-seconds 5] [--repeat 1]
+//!     [--seconds 5] [--senders 2] [--flows 64] [--rate PPS] [--tcp-seconds 5] [--repeat 1]
 //!     [--only kernel,routers] [--router-arg ARG]...
 //! ```
 //!
@@ -17,7 +17,8 @@
 //! - UDP: every flow (`--flows`, distinct source ports) first sends one datagram the server
 //!   answers (through the routers, that completes the session handshake), then `--senders`
 //!   threads in the client send 64-byte frames (60 + FCS) of those flows for `--seconds` with
-//!   AF_PACKET `sendmmsg`. Offered = frames handed to the client's veth; received = the
+//!   AF_PACKET `sendmmsg`, as fast as they can or paced to `--rate` frames per second in all
+//!   (the same offered load for both forwarders, below what overloads either). Offered = frames handed to the client's veth; received = the
 //!   server's `Ip: InReceives`; loss = 1 - received / offered. CPU per packet = CPU time of the
 //!   senders, of both router processes and of `ksoftirqd`, over datagrams received. The kernel
 //!   forwards inside the senders' own system calls (softirq work counts for the thread that
@@ -123,6 +124,8 @@ struct Options {
     senders: u32,
     flows: u16,
     tcp_seconds: u64,
+    /// Offered frames per second in all (None: as fast as the senders can).
+    rate: Option<u64>,
     repeat: usize,
     only: Vec<Forwarder>,
     router_args: Vec<String>,
@@ -134,6 +137,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         senders: 2,
         flows: 64,
         tcp_seconds: 5,
+        rate: None,
         repeat: 1,
         only: vec![Forwarder::Kernel, Forwarder::Routers],
         router_args: Vec::new(),
@@ -147,6 +151,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--flows" => o.flows = number(&value)?.clamp(1, 4096) as u16,
             "--tcp-seconds" => o.tcp_seconds = number(&value)?,
             "--repeat" => o.repeat = number(&value)?.clamp(1, 20) as usize,
+            "--rate" => o.rate = Some(number(&value)?.max(1)),
             "--router-arg" => o.router_args.push(value),
             "--only" => {
                 o.only = value
@@ -187,7 +192,8 @@ impl Outcome {
         self.udp.received as f64 / self.udp.seconds
     }
     fn loss(&self) -> f64 {
-        100.0 * (1.0 - self.udp.received as f64 / self.udp.flood.sent.max(1) as f64)
+        // A datagram or two of the handshakes may still arrive during the flood.
+        (100.0 * (1.0 - self.udp.received as f64 / self.udp.flood.sent.max(1) as f64)).max(0.0)
     }
     fn cpu_per_packet(&self) -> f64 {
         (self.udp.flood.cpu_ns + self.udp.forwarder_cpu_ns) as f64 / self.udp.received.max(1) as f64
@@ -301,6 +307,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
         &frames,
         o.senders,
         Duration::from_secs(o.seconds),
+        o.rate,
     )?;
     let seconds = started.elapsed().as_secs_f64();
     // Frames still queued in the routers reach the server within this pause.
@@ -384,10 +391,14 @@ fn forward(o: &Options) -> Result<(), String> {
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!(
         "signpost-bench forward: {cores} cores; client → edge → hub → server; UDP: {} flows, \
-         64-byte frames from {} sender threads for {} s; TCP: iperf3 -t {}; {} run(s) each, \
-         interleaved, medians; load average before: {}",
+         64-byte frames from {} sender threads ({}) for {} s; TCP: iperf3 -t {}; {} run(s) \
+         each, interleaved, medians; load average before: {}",
         o.flows,
         o.senders,
+        o.rate
+            .map_or("as fast as they can".to_string(), |r| format!(
+                "{r} frames/s in all"
+            )),
         o.seconds,
         o.tcp_seconds,
         o.repeat,
