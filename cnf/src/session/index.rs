@@ -199,7 +199,7 @@ impl FlowIndex {
                 let mut j = home;
                 while j != i {
                     if let Some(b) = self.buckets.get_mut(j) {
-                        b.overflow -= 1;
+                        b.overflow = b.overflow.saturating_sub(1);
                     }
                     j = (j + 1) & (n - 1);
                 }
