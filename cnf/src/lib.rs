@@ -8,10 +8,13 @@ pub mod classify;
 pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
 pub mod io;
 pub mod packet;
+pub mod path;
 pub mod pcap;
 pub mod pipeline;
+pub mod qos;
 pub mod runtime;
 pub mod security;
 pub mod session;

@@ -14,11 +14,12 @@ use signpost_cnf::pipeline::DropReason;
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 4] = [
+const TARGETS: [(&str, Body); 5] = [
     ("packet_views", fuzzing::packet_views),
     ("svr_metadata", fuzzing::svr_metadata),
     ("pcap_inspect", fuzzing::pcap_inspect),
     ("pipeline", fuzzing::pipeline),
+    ("bfd", fuzzing::bfd),
 ];
 
 /// xorshift64: deterministic, so a failure here replays exactly.
@@ -170,6 +171,11 @@ fn pipeline_smoke() {
     smoke("pipeline", fuzzing::pipeline, 3000, 15000);
 }
 
+#[test]
+fn bfd_smoke() {
+    smoke("bfd", fuzzing::bfd, 5000, 20000);
+}
+
 /// The seed files in `cnf/fuzz/corpus/` are the ones the module builds (other files there,
 /// found by fuzzing, are run too but not checked).
 #[test]
@@ -276,6 +282,7 @@ fn forwarding_oracle_rejects_bad_packets() {
         interface: Interface::Wan(0),
         vlan: None,
         next_hop: "192.0.2.1".parse().expect("address"),
+        class: 0,
     };
     let mut out = syn.clone();
     out[8] -= 1; // TTL

@@ -65,6 +65,8 @@ fn router(name: &str, role: RouterRole, interfaces: Vec<Interface>) -> Router {
             peering: None,
             placement: None,
             ha: None,
+            limits: None,
+            path_monitoring: None,
         },
     )
 }

@@ -19,12 +19,13 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::counters::PortCounters;
 use super::sys;
 use super::{
-    Forwarder, Frame, IdlePolicy, Idleness, IoConfig, IoError, PortId, QueuePort, Verdict,
+    Forwarder, Frame, IdlePolicy, Idleness, IoConfig, IoError, PortId, QueuePort, ReleaseTimer,
+    Verdict,
 };
 use crate::packet::checksum;
 
@@ -290,10 +291,14 @@ impl PacketQueue {
     ) -> Result<(), IoError> {
         let mut arrays = MessageArrays::new(self.batch_size);
         let mut idle = Idleness::new(self.idle);
+        let mut release = ReleaseTimer::default();
         while !stop.load(Ordering::Relaxed) {
             let mut work = 0;
             for index in 0..self.ports.len() {
                 work += self.receive(index, &mut forwarder, &mut arrays)?;
+            }
+            if let Some(now) = release.due(work > 0) {
+                work += self.release(&mut forwarder, now, &mut release);
             }
             for index in 0..self.ports.len() {
                 work += self.transmit(index, &mut arrays);
@@ -316,13 +321,50 @@ impl PacketQueue {
                         (p.socket.as_raw_fd(), events)
                     })
                     .collect();
-                sys::poll(&fds, IDLE_SLEEP_MS).map_err(|e| IoError::Worker {
+                let sleep = release.sleep(Duration::from_millis(IDLE_SLEEP_MS as u64));
+                sys::poll_for(&fds, sleep).map_err(|e| IoError::Worker {
                     queue: self.queue,
                     why: format!("poll on the packet sockets failed: {e}"),
                 })?;
             }
         }
         Ok(())
+    }
+
+    /// Copies the frames the forwarder releases (a shaped link's queue) into free frames and
+    /// queues them for their ports; keeps a batch of frames back for receiving.
+    fn release<F: Forwarder>(
+        &mut self,
+        forwarder: &mut F,
+        now: Instant,
+        timer: &mut ReleaseTimer,
+    ) -> usize {
+        let (reserve, frame_len, limit) = (self.batch_size, self.frame_len, self.backlog_limit);
+        let (free, ports, arena) = (&mut self.free, &mut self.ports, &mut self.arena);
+        let mut released = 0;
+        timer.due = forwarder.poll_release(now, &mut |port, bytes| {
+            let Some(p) = ports.get_mut(port.index()) else {
+                return true; // no such port: nothing to keep it for
+            };
+            if p.backlog.len() >= limit || free.len() <= reserve {
+                return false;
+            }
+            if bytes.len() > frame_len {
+                PortCounters::add(&p.counters.dropped_tx, 1);
+                return true;
+            }
+            let Some(frame) = free.pop() else {
+                return false;
+            };
+            let start = frame as usize * frame_len;
+            if let Some(dst) = arena.get_mut(start..start + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+            p.backlog.push_back((frame, bytes.len() as u32));
+            released += 1;
+            true
+        });
+        released
     }
 
     fn frame_ptr(&mut self, frame: u32) -> *mut u8 {

@@ -214,6 +214,42 @@ impl MemoryPorts {
         }
     }
 
+    /// Asks `forwarder` for the frames it held back ([`Forwarder::poll_release`]) and queues
+    /// them for transmission as if sent; returns when to ask again.
+    pub fn poll_release(
+        &mut self,
+        forwarder: &mut impl Forwarder,
+        now: Instant,
+    ) -> Option<Instant> {
+        let (free, tx, counters, capacity) = (
+            &mut self.free,
+            &mut self.tx,
+            &self.counters,
+            self.frame_capacity,
+        );
+        forwarder.poll_release(now, &mut |port, bytes| {
+            let (Some(queue), Some(c)) = (tx.get_mut(port.index()), counters.get(port.index()))
+            else {
+                return true;
+            };
+            if bytes.len() > capacity {
+                PortCounters::add(&c.dropped_tx, 1);
+                return true;
+            }
+            let mut buf = free
+                .pop()
+                .unwrap_or_else(|| vec![0u8; capacity].into_boxed_slice());
+            buf[..bytes.len()].copy_from_slice(bytes);
+            queue.push_back(OwnedFrame {
+                buf,
+                len: bytes.len(),
+            });
+            PortCounters::add(&c.tx_packets, 1);
+            PortCounters::add(&c.tx_bytes, bytes.len() as u64);
+            true
+        })
+    }
+
     /// The oldest frame transmitted on `port`, if any.
     pub fn transmitted(&mut self, port: PortId) -> Option<OwnedFrame> {
         self.tx.get_mut(port.index())?.pop_front()
@@ -318,6 +354,41 @@ mod tests {
         ports.poll(&mut Nowhere, Instant::now());
         assert_eq!(ports.stats(PortId(0)).dropped_tx, 1);
         assert_eq!(ports.free_buffers(), 1);
+    }
+
+    #[test]
+    fn frames_a_forwarder_held_back_leave_when_it_releases_them() {
+        /// Holds every frame (as a shaped link's queue would) and releases one per poll.
+        #[derive(Default)]
+        struct Holding(Vec<Vec<u8>>);
+        impl Forwarder for Holding {
+            fn handle(&mut self, _: Instant, _: PortId, frame: &mut Frame<'_>) -> Verdict {
+                self.0.push(frame.data().to_vec());
+                Verdict::Drop
+            }
+            fn poll_release(
+                &mut self,
+                now: Instant,
+                release: &mut dyn FnMut(PortId, &[u8]) -> bool,
+            ) -> Option<Instant> {
+                if !self.0.is_empty() && release(PortId(1), &self.0[0]) {
+                    self.0.remove(0);
+                }
+                (!self.0.is_empty()).then_some(now)
+            }
+        }
+        let mut ports = MemoryPorts::new(2, 64);
+        let mut f = Holding::default();
+        ports.receive(PortId(0), b"first").unwrap();
+        ports.receive(PortId(0), b"second").unwrap();
+        let now = Instant::now();
+        ports.poll(&mut f, now);
+        assert_eq!(ports.transmitted_len(PortId(1)), 0);
+        assert_eq!(ports.poll_release(&mut f, now), Some(now), "one still held");
+        assert_eq!(ports.poll_release(&mut f, now), None);
+        assert_eq!(ports.transmitted(PortId(1)).unwrap().data(), b"first");
+        assert_eq!(ports.transmitted(PortId(1)).unwrap().data(), b"second");
+        assert_eq!(ports.stats(PortId(1)).tx_packets, 2);
     }
 
     proptest! {

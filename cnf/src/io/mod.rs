@@ -85,6 +85,19 @@ pub trait Forwarder {
             verdicts.push(self.handle(now, ingress, frame));
         }
     }
+
+    /// Frames the forwarder held back and may send now (a shaped WAN link's queue, see
+    /// [`crate::qos`]): each goes to `release(port, bytes)`, which copies it into a driver
+    /// buffer and returns false when it has none (the forwarder keeps the frame). Returns when
+    /// to call again; `None` when nothing waits. Drivers call it after every round that
+    /// received frames and when that time has come; the default holds nothing.
+    fn poll_release(
+        &mut self,
+        _now: Instant,
+        _release: &mut dyn FnMut(PortId, &[u8]) -> bool,
+    ) -> Option<Instant> {
+        None
+    }
 }
 
 impl<F: Forwarder + ?Sized> Forwarder for &mut F {
@@ -100,6 +113,43 @@ impl<F: Forwarder + ?Sized> Forwarder for &mut F {
         verdicts: &mut Vec<Verdict>,
     ) {
         (**self).handle_batch(now, ingress, frames, verdicts)
+    }
+
+    fn poll_release(
+        &mut self,
+        now: Instant,
+        release: &mut dyn FnMut(PortId, &[u8]) -> bool,
+    ) -> Option<Instant> {
+        (**self).poll_release(now, release)
+    }
+}
+
+/// When a driver asks its forwarder for held frames ([`Forwarder::poll_release`]).
+#[derive(Debug, Default)]
+struct ReleaseTimer {
+    due: Option<Instant>,
+}
+
+impl ReleaseTimer {
+    /// Should the driver poll now? After a round that received frames (they may have been
+    /// held), or once the time the forwarder asked for has come. Reads the clock only while
+    /// frames are held.
+    fn due(&self, received: bool) -> Option<Instant> {
+        match self.due {
+            _ if received => Some(Instant::now()),
+            Some(at) => {
+                let now = Instant::now();
+                (now >= at).then_some(now)
+            }
+            None => None,
+        }
+    }
+
+    /// How long an idle driver may sleep: `cap`, or less when held frames are due sooner.
+    fn sleep(&self, cap: Duration) -> Duration {
+        self.due.map_or(cap, |at| {
+            at.saturating_duration_since(Instant::now()).min(cap)
+        })
     }
 }
 

@@ -20,9 +20,13 @@ pub(crate) fn if_index(name: &str) -> io::Result<u32> {
     Ok(index)
 }
 
-/// Waits up to `timeout_ms` for any of `fds` to become ready for its events (`POLLIN`,
-/// `POLLOUT`); returns how many are. An interrupted wait counts as a timeout.
-pub(crate) fn poll(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Result<usize> {
+/// Waits up to `timeout` for any of `fds` to become ready for its events (`POLLIN`,
+/// `POLLOUT`); returns how many are. An interrupted wait counts as a timeout. `ppoll(2)`, for
+/// a timeout to the microsecond: drivers wake up to send frames a shaper held back.
+pub(crate) fn poll_for(
+    fds: &[(RawFd, libc::c_short)],
+    timeout: std::time::Duration,
+) -> io::Result<usize> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, events)| libc::pollfd {
@@ -31,12 +35,18 @@ pub(crate) fn poll(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Resul
             revents: 0,
         })
         .collect();
-    // SAFETY: `pollfds` is a valid array of `pollfds.len()` entries.
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `pollfds` is a valid array of `pollfds.len()` entries; `ts` outlives the call;
+    // a null signal mask leaves the thread's mask as it is.
     let ready = unsafe {
-        libc::poll(
+        libc::ppoll(
             pollfds.as_mut_ptr(),
             pollfds.len() as libc::nfds_t,
-            timeout_ms,
+            &ts,
+            std::ptr::null(),
         )
     };
     if ready < 0 {

@@ -44,7 +44,8 @@ use arraydeque::{ArrayDeque, Wrapping};
 use super::counters::PortCounters;
 use super::sys;
 use super::{
-    Forwarder, Frame, IdlePolicy, Idleness, IoConfig, IoError, PortId, QueuePort, Verdict,
+    Forwarder, Frame, IdlePolicy, Idleness, IoConfig, IoError, PortId, QueuePort, ReleaseTimer,
+    Verdict,
 };
 
 /// Bytes the kernel keeps in front of every received frame (`XDP_PACKET_HEADROOM`); `afxdp`
@@ -350,12 +351,17 @@ impl XdpQueue {
         let mut idle = Idleness::new(self.idle);
         let mut rounds = 0u32;
         let mut stats_at = Instant::now();
+        let mut release = ReleaseTimer::default();
         while !stop.load(Ordering::Relaxed) {
-            let mut work = 0;
+            let (mut work, mut received) = (0, 0);
             for index in 0..self.ports.len() {
                 work += self.complete(index);
                 self.refill(index);
-                work += self.receive(index, &mut forwarder);
+                received += self.receive(index, &mut forwarder);
+            }
+            work += received;
+            if let Some(now) = release.due(received > 0) {
+                work += self.release(&mut forwarder, now, &mut release);
             }
             for index in 0..self.ports.len() {
                 work += self.transmit(index);
@@ -374,7 +380,8 @@ impl XdpQueue {
                     // Idle for the whole spin, kicks included: frames still in flight are not
                     // coming back soon (link down, peer busy), and poll(2) keeps kicking TX
                     // each time it is called.
-                    sys::poll(&fds, IDLE_SLEEP_MS).map_err(|e| IoError::Worker {
+                    let sleep = release.sleep(Duration::from_millis(IDLE_SLEEP_MS as u64));
+                    sys::poll_for(&fds, sleep).map_err(|e| IoError::Worker {
                         queue: self.queue,
                         why: format!("poll on the XDP sockets failed: {e}"),
                     })?;
@@ -388,6 +395,44 @@ impl XdpQueue {
         }
         self.refresh_kernel_stats();
         Ok(())
+    }
+
+    /// Copies the frames the forwarder releases (a shaped link's queue) into free buffers and
+    /// queues them for their ports; keeps a batch of buffers back for the fill rings.
+    fn release<F: Forwarder>(
+        &mut self,
+        forwarder: &mut F,
+        now: Instant,
+        timer: &mut ReleaseTimer,
+    ) -> usize {
+        let reserve = self.batch_size;
+        let (free, ports) = (&mut self.free, &mut self.ports);
+        let mut released = 0;
+        timer.due = forwarder.poll_release(now, &mut |port, bytes| {
+            let Some(p) = ports.get_mut(port.index()) else {
+                return true; // no such port: nothing to keep it for
+            };
+            if p.backlog.is_full() || free.len() <= reserve {
+                return false;
+            }
+            let Some(mut buffer) = free.pop() else {
+                return false;
+            };
+            let data = buffer.get_data_mut();
+            let (Some(dst), Ok(len)) = (data.get_mut(..bytes.len()), u16::try_from(bytes.len()))
+            else {
+                free.push(buffer);
+                PortCounters::add(&p.counters.dropped_tx, 1);
+                return true;
+            };
+            dst.copy_from_slice(bytes);
+            buffer.set_len(len);
+            // Cannot evict: the backlog is not full.
+            let _ = p.backlog.push_back(buffer);
+            released += 1;
+            true
+        });
+        released
     }
 
     /// Takes back frames the kernel has transmitted.

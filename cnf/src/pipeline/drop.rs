@@ -4,7 +4,7 @@
 macro_rules! drop_reasons {
     ($($variant:ident => $name:literal, $text:literal;)*) => {
         /// Why a packet was not forwarded.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
         pub enum DropReason { $($variant,)* }
 
@@ -41,7 +41,12 @@ drop_reasons! {
     TableFull => "table_full", "the session table is full (limits.maxSessions)";
     TenantLimit => "tenant_limit", "the tenant holds its session limit (limits.maxSessionsPerTenant)";
     HalfOpenLimit => "half_open_limit", "too many half-open TCP sessions (limits.maxHalfOpen)";
+    TenantHalfOpenLimit => "tenant_half_open_limit", "the tenant holds its share of half-open TCP sessions (limits.maxHalfOpenPerTenant)";
+    SourceSessionRate => "source_session_rate", "the source opens sessions faster than its policy allows (rateLimit.newSessionsPerSecond)";
+    TenantSessionRate => "tenant_session_rate", "the tenant opens sessions faster than this router allows (limits.newSessionsPerSecondPerTenant)";
+    RateLimited => "rate_limited", "the tenant x service sends more than its policy allows (rateLimit.bandwidth)";
     TcpNotSyn => "tcp_not_syn", "a TCP segment other than SYN cannot open a session";
+    IcmpNotRequest => "icmp_not_request", "an ICMP echo reply cannot open a session";
     NoSession => "no_session", "a WAN packet without metadata matches no session";
     BadMetadata => "bad_metadata", "SVR metadata that does not parse or lacks required TLVs";
     UnknownPeer => "unknown_peer", "metadata names a source router that is not a peer";
@@ -68,6 +73,12 @@ pub struct Counters {
     pub sessions_expired: u64,
     pub sessions_closed_by_peer: u64,
     pub sessions_rebound: u64,
+    /// Sessions set up on a path that misses their SLA (no path met it).
+    pub sessions_sla_fallback: u64,
+    /// UDP/ICMP sessions re-established at another location when theirs became unreachable.
+    pub sessions_relocated: u64,
+    /// TCP sessions reset (RST to the client) because their location became unreachable.
+    pub sessions_reset: u64,
     pub metadata_sent: u64,
     pub metadata_received: u64,
     /// Packets for the router itself, handed to the host.
@@ -84,6 +95,9 @@ impl Default for Counters {
             sessions_expired: 0,
             sessions_closed_by_peer: 0,
             sessions_rebound: 0,
+            sessions_sla_fallback: 0,
+            sessions_relocated: 0,
+            sessions_reset: 0,
             metadata_sent: 0,
             metadata_received: 0,
             local: 0,

@@ -12,6 +12,8 @@ use signpost_proto::v1::{PortRange, RouterConfig, RouterRole};
 
 use crate::classify::lpm::Prefix;
 use crate::classify::{Classifier, ServiceId};
+use crate::guard::GuardConfig;
+use crate::qos::QosConfig;
 use crate::security::PeerKeys;
 use crate::session::{TableLimits, Timeouts};
 
@@ -92,6 +94,8 @@ pub struct PeerPath {
     pub wan: usize,
     pub remote: IpAddr,
     pub remote_ports: (u16, u16),
+    /// The peer's interface at the far end (for names both routers agree on).
+    pub remote_interface: String,
     pub vector: String,
     pub cost: u32,
 }
@@ -128,6 +132,12 @@ pub struct Tables {
     pub fronted: Vec<Option<Vec<IpAddr>>>,
     pub limits: TableLimits,
     pub timeouts: Timeouts,
+    /// Classes, link capacities, per-rule class and rate limit (`crate::qos`).
+    pub qos: QosConfig,
+    /// Per-rule and per-tenant admission rates (`crate::guard`).
+    pub guard: GuardConfig,
+    /// BFD settings as configured (the path monitor applies its defaults to zero fields).
+    pub path_monitoring: signpost_proto::v1::PathMonitoring,
     pub version: String,
 }
 
@@ -233,6 +243,7 @@ impl Tables {
                     wan,
                     remote: address(&path.remote_address, &what)?,
                     remote_ports: ports(path.remote_waypoint_ports.as_ref(), &what)?,
+                    remote_interface: path.remote_interface.clone(),
                     vector: path.vector.clone(),
                     cost: path.cost,
                 });
@@ -283,19 +294,35 @@ impl Tables {
         let defaults = Timeouts::default();
         let timeouts = Timeouts {
             tcp_established: secs(l.tcp_idle_timeout_s, defaults.tcp_established),
+            tcp_half_open: secs(l.tcp_half_open_timeout_s, defaults.tcp_half_open),
             udp: secs(l.udp_idle_timeout_s, defaults.udp),
             icmp: secs(l.icmp_idle_timeout_s, defaults.icmp),
             ..defaults
         };
-        let limits = TableLimits {
-            max_sessions: if l.max_sessions == 0 {
-                TableLimits::default().max_sessions
-            } else {
-                l.max_sessions
-            },
-            max_per_tenant: l.max_sessions_per_tenant,
-            max_half_open: l.max_half_open,
+        let max_sessions = if l.max_sessions == 0 {
+            TableLimits::default().max_sessions
+        } else {
+            l.max_sessions
         };
+        // Half-open sessions are bounded by default (an eighth of the table), and each tenant
+        // to half of that, so that a SYN flood neither fills the table nor starves other tenants.
+        let max_half_open = if l.max_half_open == 0 {
+            (max_sessions / 8).max(1)
+        } else {
+            l.max_half_open
+        };
+        let limits = TableLimits {
+            max_sessions,
+            max_per_tenant: l.max_sessions_per_tenant,
+            max_half_open,
+            max_half_open_per_tenant: if l.max_half_open_per_tenant == 0 {
+                (max_half_open / 2).max(1)
+            } else {
+                l.max_half_open_per_tenant
+            },
+        };
+        let qos = QosConfig::new(config).map_err(ConfigError)?;
+        let guard = GuardConfig::new(config);
         Ok(Tables {
             router: config.router.clone(),
             hub: config.role == RouterRole::Hub as i32,
@@ -308,6 +335,9 @@ impl Tables {
             fronted,
             limits,
             timeouts,
+            qos,
+            guard,
+            path_monitoring: config.path_monitoring.unwrap_or_default(),
             version: version.to_string(),
         })
     }

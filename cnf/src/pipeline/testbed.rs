@@ -4,7 +4,30 @@
 //! (UDP 9000), two WAN paths at the store (broadband preferred, LTE) and one WAN at the hub.
 //! Not a public API: it exists so that test code outside `#[cfg(test)]` can build the same lab.
 
+use std::time::Instant;
+
 use signpost_proto::v1 as pb;
+
+use super::{Action, Ingress, Interface, PacketBuf, Pipeline};
+
+/// Where the testbed's packets come in: POS and guest on the store's LAN (VLANs 10 and 30),
+/// the first WAN, the hub's LAN.
+pub const POS: Ingress = Ingress {
+    interface: Interface::Lan(0),
+    vlan: Some(10),
+};
+pub const GUEST_IN: Ingress = Ingress {
+    interface: Interface::Lan(0),
+    vlan: Some(30),
+};
+pub const WAN0: Ingress = Ingress {
+    interface: Interface::Wan(0),
+    vlan: None,
+};
+pub const HUB_LAN: Ingress = Ingress {
+    interface: Interface::Lan(0),
+    vlan: None,
+};
 
 /// The key both routers hold for each other, security id 7.
 pub const KEY: [u8; 32] = [0x42; 32];
@@ -210,4 +233,16 @@ pub fn hub_config(security: pb::SecurityMode) -> pb::RouterConfig {
         }],
         ..Default::default()
     }
+}
+
+/// One packet through `p`: the action and the bytes after it (a 2 KiB buffer, as a driver's).
+pub fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
+    let mut buf = vec![0u8; 2048];
+    let len = packet.len().min(buf.len());
+    buf[..len].copy_from_slice(&packet[..len]);
+    let mut pkt = PacketBuf::new(&mut buf, len);
+    let action = p.handle(now, ingress, &mut pkt);
+    let len = pkt.len();
+    buf.truncate(len);
+    (action, buf)
 }

@@ -10,37 +10,10 @@ use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use signpost_proto::v1 as pb;
 
 use super::testbed::{
-    CLIENT, GUEST, PAYMENTS_REAL, PAYMENTS_VIP, TELEMETRY, edge_config, hub_config,
+    CLIENT, GUEST, GUEST_IN, HUB_LAN, PAYMENTS_REAL, PAYMENTS_VIP, POS, TELEMETRY, WAN0,
+    edge_config, hub_config, run,
 };
 use super::*;
-
-const POS: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: Some(10),
-};
-const GUEST_IN: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: Some(30),
-};
-const WAN0: Ingress = Ingress {
-    interface: Interface::Wan(0),
-    vlan: None,
-};
-const HUB_LAN: Ingress = Ingress {
-    interface: Interface::Lan(0),
-    vlan: None,
-};
-
-/// A packet through one pipeline: the action and the bytes after it.
-fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..packet.len()].copy_from_slice(packet);
-    let mut pkt = PacketBuf::new(&mut buf, packet.len());
-    let action = p.handle(now, ingress, &mut pkt);
-    let len = pkt.len();
-    buf.truncate(len);
-    (action, buf)
-}
 
 struct Lab {
     now: Instant,
@@ -142,6 +115,13 @@ impl Drop for Lab {
             eprintln!("could not write {}: {e}", path.display());
         }
     }
+}
+
+/// `packet` as it arrives after crossing the WAN: with the DSCP of its session's class. The
+/// testbed's policies name no priority, so their sessions are `normal` (AF21, 18).
+fn marked(mut packet: Vec<u8>) -> Vec<u8> {
+    assert!(crate::qos::dscp::mark(&mut packet, 18));
+    packet
 }
 
 #[allow(clippy::too_many_arguments)] // a packet is its fields
@@ -257,7 +237,8 @@ fn tcp_with_encryption_end_to_end() {
         Some(Action::Forward(Egress {
             interface: Interface::Lan(0),
             vlan: None,
-            next_hop: addr(PAYMENTS_REAL)
+            next_hop: addr(PAYMENTS_REAL),
+            class: 0,
         }))
     );
     assert_valid(&delivered);
@@ -298,7 +279,8 @@ fn tcp_with_encryption_end_to_end() {
         Some(Action::Forward(Egress {
             interface: Interface::Lan(0),
             vlan: Some(10),
-            next_hop: addr(CLIENT)
+            next_hop: addr(CLIENT),
+            class: 0,
         }))
     );
     assert_valid(&back);
@@ -326,7 +308,7 @@ fn tcp_with_encryption_end_to_end() {
         "payload is encrypted on the WAN"
     );
     let expected = tcp_packet(CLIENT, 40000, PAYMENTS_REAL, 443, 62, "AP", 1001, request);
-    assert_eq!(delivered, expected);
+    assert_eq!(delivered, marked(expected));
 
     let response = b"HTTP/1.1 200 OK approved";
     let reply = tcp_packet(PAYMENTS_REAL, 443, CLIENT, 40000, 64, "AP", 5001, response);
@@ -334,7 +316,16 @@ fn tcp_with_encryption_end_to_end() {
     assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
     assert_eq!(
         back,
-        tcp_packet(PAYMENTS_VIP, 443, CLIENT, 40000, 62, "AP", 5001, response)
+        marked(tcp_packet(
+            PAYMENTS_VIP,
+            443,
+            CLIENT,
+            40000,
+            62,
+            "AP",
+            5001,
+            response
+        ))
     );
     assert_eq!(lab.edge.counters().sessions_created, 1);
     assert_eq!(lab.hub.counters().sessions_created, 1);
@@ -349,20 +340,23 @@ fn udp_with_no_security_costs_nothing_after_the_handshake() {
     // No real address at the location: delivered to the original destination.
     assert_eq!(
         delivered,
-        udp_packet(CLIENT, 5004, TELEMETRY, 9000, 62, b"reading 1")
+        marked(udp_packet(CLIENT, 5004, TELEMETRY, 9000, 62, b"reading 1"))
     );
     // Until something comes back, every packet carries metadata.
     let second = udp_packet(CLIENT, 5004, TELEMETRY, 9000, 64, b"reading 2");
     let (_, _, delivered) = lab.store_to_hub(POS, &second);
     assert_eq!(
         delivered,
-        udp_packet(CLIENT, 5004, TELEMETRY, 9000, 62, b"reading 2")
+        marked(udp_packet(CLIENT, 5004, TELEMETRY, 9000, 62, b"reading 2"))
     );
     assert!(svr::starts_with_cookie(&payload_of(&lab.wan[1])));
     let ack = udp_packet(TELEMETRY, 9000, CLIENT, 5004, 64, b"ok");
     let (_, b, back) = lab.hub_to_store(&ack);
     assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
-    assert_eq!(back, udp_packet(TELEMETRY, 9000, CLIENT, 5004, 62, b"ok"));
+    assert_eq!(
+        back,
+        marked(udp_packet(TELEMETRY, 9000, CLIENT, 5004, 62, b"ok"))
+    );
     // The hub saw a forward packet without metadata only after this: one more reverse metadata
     // at most, then plain NAT both ways with not one extra byte.
     for n in 0..3 {
@@ -385,7 +379,10 @@ fn udp_with_no_security_costs_nothing_after_the_handshake() {
         assert_eq!(payload_of(&delivered), payload_of(&pkt));
         let reply = udp_packet(TELEMETRY, 9000, CLIENT, 5004, 64, b"ok");
         let (_, _, back) = lab.hub_to_store(&reply);
-        assert_eq!(back, udp_packet(TELEMETRY, 9000, CLIENT, 5004, 62, b"ok"));
+        assert_eq!(
+            back,
+            marked(udp_packet(TELEMETRY, 9000, CLIENT, 5004, 62, b"ok"))
+        );
     }
     let last_reply = lab.wan.last().expect("sent");
     assert_eq!(
@@ -538,7 +535,7 @@ fn a_session_moves_to_lte_when_broadband_fails_and_the_hub_rebinds_it() {
     assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
     assert_eq!(
         delivered,
-        tcp_packet(
+        marked(tcp_packet(
             CLIENT,
             40000,
             PAYMENTS_REAL,
@@ -547,7 +544,7 @@ fn a_session_moves_to_lte_when_broadband_fails_and_the_hub_rebinds_it() {
             "AP",
             1001,
             b"still here"
-        )
+        ))
     );
     assert_eq!(lab.hub.counters().sessions_rebound, 1);
     assert_eq!(
@@ -565,7 +562,16 @@ fn a_session_moves_to_lte_when_broadband_fails_and_the_hub_rebinds_it() {
     assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
     assert_eq!(
         back,
-        tcp_packet(PAYMENTS_VIP, 443, CLIENT, 40000, 62, "AP", 5001, b"ok")
+        marked(tcp_packet(
+            PAYMENTS_VIP,
+            443,
+            CLIENT,
+            40000,
+            62,
+            "AP",
+            5001,
+            b"ok"
+        ))
     );
 }
 
@@ -589,6 +595,29 @@ fn an_expired_session_is_closed_at_the_hub_by_a_control_message() {
     assert_eq!(lab.hub.sessions().len(), 0);
     assert_eq!(lab.hub.counters().sessions_closed_by_peer, 1);
     assert!(lab.edge.poll_transmit(&mut buf).is_none());
+}
+
+/// Both ends expire a session on their own clocks; when the hub's went first, the store's
+/// "delete session" finds nothing to delete: consumed, not a drop (it used to be counted as
+/// `bad_metadata`, once per session, in the lab's drop tables).
+#[test]
+fn a_delete_for_a_session_the_hub_already_closed_is_consumed_quietly() {
+    let mut lab = Lab::new(pb::SecurityMode::None);
+    lab.store_to_hub(POS, &udp_packet(CLIENT, 5004, TELEMETRY, 9000, 64, b"x"));
+    let later = lab.now + Duration::from_secs(31);
+    lab.hub.poll_timers(later, 1024);
+    assert_eq!(lab.hub.sessions().len(), 0);
+    lab.edge.poll_timers(later, 1024);
+    let mut buf = [0u8; 512];
+    let (_, len) = lab
+        .edge
+        .poll_transmit(&mut buf)
+        .expect("a delete-session message");
+    let drops_before = lab.hub.counters().drops;
+    let (a, _) = run(&mut lab.hub, later, WAN0, &buf[..len]);
+    assert_eq!(a, Action::Consumed);
+    assert_eq!(lab.hub.counters().drops, drops_before);
+    assert_eq!(lab.hub.counters().sessions_created, 1);
 }
 
 /// The same for a session of an `encrypt` policy: the control message carries both trailers,
@@ -648,7 +677,7 @@ fn payloads_that_begin_with_the_cookie_are_delivered_unchanged() {
                 "{security:?} #{n}: {b:?}"
             );
             let expected = tcp_packet(CLIENT, 40000, PAYMENTS_REAL, 443, 62, "AP", seq, payload);
-            assert_eq!(delivered, expected, "{security:?} #{n} to the hub");
+            assert_eq!(delivered, marked(expected), "{security:?} #{n} to the hub");
 
             let reply = tcp_packet(PAYMENTS_REAL, 443, CLIENT, 40000, 64, "AP", seq, payload);
             let (_, b, back) = lab.hub_to_store(&reply);
@@ -657,7 +686,7 @@ fn payloads_that_begin_with_the_cookie_are_delivered_unchanged() {
                 "{security:?} #{n}: {b:?}"
             );
             let expected = tcp_packet(PAYMENTS_VIP, 443, CLIENT, 40000, 62, "AP", seq, payload);
-            assert_eq!(back, expected, "{security:?} #{n} to the store");
+            assert_eq!(back, marked(expected), "{security:?} #{n} to the store");
         }
     }
 }
@@ -733,7 +762,7 @@ fn sessions_cross_a_carrier_nat() {
     assert!(matches!(b, Action::Forward(_)), "{b:?}");
     assert_eq!(
         delivered,
-        udp_packet(TELEMETRY, 9000, CLIENT, 5004, 62, b"ack")
+        marked(udp_packet(TELEMETRY, 9000, CLIENT, 5004, 62, b"ack"))
     );
 }
 

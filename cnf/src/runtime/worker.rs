@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::neighbor::{Neighbors, Resolution};
+use super::paths::{BfdPacket, BfdSender};
 use super::raw::RawSenders;
 use super::{Port, RuntimeCounters};
 use crate::io::l3::L3Forwarder;
@@ -18,6 +19,7 @@ use crate::packet::{ArpPacket, EthernetFrame, Ipv4Packet, MacAddress};
 use crate::pipeline::{
     Action, Egress, Ingress, Interface, Lan, PacketBuf, Pipeline, Prepared, Tables,
 };
+use crate::qos::{LinkSpec, Offer, WanQueues};
 
 const ETH: usize = 14;
 const ETH_VLAN: usize = 18;
@@ -43,6 +45,12 @@ pub struct Worker {
     pub(super) counters: RuntimeCounters,
     /// Scratch for [`Worker::handle_batch`]: per frame, its packet as the pipeline prepared it.
     prepared: Vec<Option<Prepared>>,
+    /// Shaped WAN links: the frames waiting for their turn (`crate::qos`).
+    pub(super) wan_queues: WanQueues,
+    /// Workers that share each WAN link (each shapes to its part of the capacity).
+    pub(super) link_share: u32,
+    /// Where BFD packets for the router go (the path monitor thread).
+    bfd: Option<BfdSender>,
 }
 
 impl Worker {
@@ -65,7 +73,15 @@ impl Worker {
             raw,
             counters: RuntimeCounters::default(),
             prepared: Vec::new(),
+            wan_queues: WanQueues::new(now),
+            link_share: 1,
+            bfd: None,
         }
+    }
+
+    /// Hands BFD packets for the router to the path monitor from now on.
+    pub fn set_path_monitor(&mut self, sender: BfdSender) {
+        self.bfd = Some(sender);
     }
 
     /// Runs `tables` from now on (a first config starts the pipeline; later ones go through
@@ -103,6 +119,25 @@ impl Worker {
                 }
             }
         }
+        let links: Vec<Option<LinkSpec>> = tables
+            .wans
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let port = *self
+                    .iface_port
+                    .get(&Interface::Wan(u8::try_from(i).ok()?))?;
+                Some(LinkSpec {
+                    name: w.name.clone(),
+                    port: PortId(port as u16),
+                    capacity_bps: tables.qos.wan_capacity.get(i).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        // Frames up to the MTU behind a tagged Ethernet header.
+        let slot = (usize::from(options.mtu) + ETH_VLAN).next_multiple_of(64);
+        self.wan_queues
+            .configure(&links, &tables.qos.classes, self.link_share, slot);
         match &mut self.pipeline {
             Some(p) => p.set_tables(tables),
             None => self.pipeline = Some(Pipeline::new(now, tables, options)),
@@ -224,6 +259,12 @@ impl Worker {
             Action::Forward(egress) => self.forward(now, frame, l2, ip_len, egress),
             Action::Local => {
                 let _ = frame.set_len(l2 + ip_len);
+                if let Interface::Wan(wan) = interface
+                    && let Some(ip) = frame.data().get(l2..)
+                    && self.hand_to_path_monitor(now, wan, ip)
+                {
+                    return Verdict::Drop;
+                }
                 self.local(port, port_mac, frame, l2)
             }
             Action::Consumed | Action::Drop(_) => Verdict::Drop,
@@ -264,25 +305,31 @@ impl Worker {
             self.counters.neighbor_ipv6_unsupported += 1;
             return Verdict::Drop;
         };
-        match self.neighbors.lookup(port, hop, now) {
-            Resolution::Known(mac) => {
-                set_dst(frame.data_mut(), mac);
-                Verdict::Forward(PortId(port as u16))
-            }
+        let mac = match self.neighbors.lookup(port, hop, now) {
+            Resolution::Known(mac) => mac,
             Resolution::Refresh(mac) => {
                 self.send_arp_request(port, hop, egress.vlan);
-                set_dst(frame.data_mut(), mac);
-                Verdict::Forward(PortId(port as u16))
+                mac
             }
             Resolution::Request => {
                 self.send_arp_request(port, hop, egress.vlan);
                 self.hold(port, hop, frame.data(), now);
-                Verdict::Drop
+                return Verdict::Drop;
             }
             Resolution::Wait => {
                 self.hold(port, hop, frame.data(), now);
-                Verdict::Drop
+                return Verdict::Drop;
             }
+        };
+        set_dst(frame.data_mut(), mac);
+        let Interface::Wan(wan) = egress.interface else {
+            return Verdict::Forward(PortId(port as u16));
+        };
+        // The WAN link's scheduler: at once when nothing waits and the shaper allows, else a
+        // copy waits in the class's queue (counted there), or the queue is full (counted).
+        match self.wan_queues.offer(now, wan, egress.class, frame.data()) {
+            Offer::Send => Verdict::Forward(PortId(port as u16)),
+            Offer::Queued | Offer::Dropped => Verdict::Drop,
         }
     }
 
@@ -301,6 +348,27 @@ impl Worker {
         } else {
             self.counters.neighbor_queue_full += 1;
         }
+    }
+
+    /// A BFD packet goes to the path monitor (true: taken, or dropped for a full queue).
+    fn hand_to_path_monitor(&mut self, now: Instant, wan: u8, ip: &[u8]) -> bool {
+        let Some(tx) = &self.bfd else { return false };
+        let Ok(p) = crate::pipeline::ip::parse(ip) else {
+            return false;
+        };
+        if !crate::path::is_bfd(p.protocol, p.key.src_port(), p.key.dst_port()) {
+            return false;
+        }
+        let packet = BfdPacket {
+            at: now,
+            wan,
+            packet: ip.get(..p.end).unwrap_or(ip).to_vec(),
+        };
+        match tx.try_send(packet) {
+            Ok(()) => self.counters.bfd_received += 1,
+            Err(_) => self.counters.bfd_queue_full += 1,
+        }
+        true
     }
 
     /// A packet for the router itself: ICMP echo requests are answered on the port they came
@@ -505,6 +573,15 @@ impl Forwarder for SessionForwarder {
     ) {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         worker.handle_batch(now, ingress, frames, verdicts);
+    }
+
+    fn poll_release(
+        &mut self,
+        now: Instant,
+        release: &mut dyn FnMut(PortId, &[u8]) -> bool,
+    ) -> Option<Instant> {
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        worker.wan_queues.release(now, release)
     }
 }
 

@@ -59,7 +59,9 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             tcp_established: Duration::from_secs(3600),
-            tcp_half_open: Duration::from_secs(20),
+            // Short: a SYN flood's entries leave quickly, and a retransmitted SYN (1 s, 3 s, ...)
+            // refreshes its own session.
+            tcp_half_open: Duration::from_secs(5),
             tcp_closing: Duration::from_secs(60),
             tcp_closed: Duration::from_secs(5),
             udp_unreplied: Duration::from_secs(30),
@@ -103,6 +105,9 @@ pub struct TableLimits {
     pub max_sessions: u32,
     pub max_per_tenant: u32,
     pub max_half_open: u32,
+    /// Half-open TCP sessions one tenant may hold, so that one tenant's SYN flood cannot take
+    /// the half-open budget of the others.
+    pub max_half_open_per_tenant: u32,
 }
 
 impl Default for TableLimits {
@@ -111,6 +116,7 @@ impl Default for TableLimits {
             max_sessions: 1 << 20,
             max_per_tenant: 0,
             max_half_open: 0,
+            max_half_open_per_tenant: 0,
         }
     }
 }
@@ -124,6 +130,8 @@ pub enum Refused {
     TenantLimit,
     /// Too many TCP sessions are waiting for their handshake.
     HalfOpenLimit,
+    /// The tenant holds its share of half-open TCP sessions.
+    TenantHalfOpenLimit,
     /// One of the keys already belongs to a live session.
     KeyInUse,
 }
@@ -134,6 +142,9 @@ impl core::fmt::Display for Refused {
             Refused::TableFull => "session table full (limits.maxSessions)",
             Refused::TenantLimit => "tenant session limit reached (limits.maxSessionsPerTenant)",
             Refused::HalfOpenLimit => "half-open TCP session limit reached (limits.maxHalfOpen)",
+            Refused::TenantHalfOpenLimit => {
+                "the tenant's half-open TCP session limit reached (limits.maxHalfOpenPerTenant)"
+            }
             Refused::KeyInUse => "5-tuple already belongs to another session",
         })
     }
@@ -267,6 +278,7 @@ pub struct SessionTable<S> {
     len: u32,
     half_open: u32,
     per_tenant: Vec<u32>,
+    per_tenant_half_open: Vec<u32>,
     sweep_cursor: usize,
 }
 
@@ -289,6 +301,7 @@ impl<S> SessionTable<S> {
             len: 0,
             half_open: 0,
             per_tenant: Vec::new(),
+            per_tenant_half_open: Vec::new(),
             sweep_cursor: 0,
         }
     }
@@ -334,6 +347,21 @@ impl<S> SessionTable<S> {
         self.half_open
     }
 
+    /// Half-open TCP sessions of `tenant`.
+    pub fn tenant_half_open(&self, tenant: u16) -> u32 {
+        self.per_tenant_half_open
+            .get(usize::from(tenant))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn half_open_ended(&mut self, tenant: u16) {
+        self.half_open = self.half_open.saturating_sub(1);
+        if let Some(n) = self.per_tenant_half_open.get_mut(usize::from(tenant)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     pub fn tenant_sessions(&self, tenant: u16) -> u32 {
         self.per_tenant
             .get(usize::from(tenant))
@@ -347,7 +375,7 @@ impl<S> SessionTable<S> {
             + self.free.capacity() * size_of::<u32>()
             + self.by_key.allocation_size()
             + self.by_uuid.allocation_size()
-            + self.per_tenant.capacity() * size_of::<u32>()
+            + (self.per_tenant.capacity() + self.per_tenant_half_open.capacity()) * size_of::<u32>()
     }
 
     fn ms(&self, now: Instant) -> u64 {
@@ -492,6 +520,12 @@ impl<S> SessionTable<S> {
         if tcp && self.limits.max_half_open != 0 && self.half_open >= self.limits.max_half_open {
             return Err(Refused::HalfOpenLimit);
         }
+        if tcp
+            && self.limits.max_half_open_per_tenant != 0
+            && self.tenant_half_open(new.tenant) >= self.limits.max_half_open_per_tenant
+        {
+            return Err(Refused::TenantHalfOpenLimit);
+        }
         if new.keys.iter().any(|k| self.contains_key(k)) || new.keys[0] == new.keys[1] {
             return Err(Refused::KeyInUse);
         }
@@ -535,15 +569,19 @@ impl<S> SessionTable<S> {
                 .insert_unique(hash, index, |&v| uuid_hash(slots, hasher, v));
         }
         self.len += 1;
-        if tcp {
-            self.half_open += 1;
-        }
         let t = usize::from(new.tenant);
         if self.per_tenant.len() <= t {
             self.per_tenant.resize(t + 1, 0);
+            self.per_tenant_half_open.resize(t + 1, 0);
         }
         if let Some(n) = self.per_tenant.get_mut(t) {
             *n += 1;
+        }
+        if tcp {
+            self.half_open += 1;
+            if let Some(n) = self.per_tenant_half_open.get_mut(t) {
+                *n += 1;
+            }
         }
         Ok(SessionId(index))
     }
@@ -605,7 +643,8 @@ impl<S> SessionTable<S> {
             s.tcp = s.tcp.next(segment, reply);
             let is = s.tcp.is_half_open();
             if was && !is {
-                self.half_open = self.half_open.saturating_sub(1);
+                let tenant = s.tenant;
+                self.half_open_ended(tenant);
             }
         }
     }
@@ -625,7 +664,7 @@ impl<S> SessionTable<S> {
         self.free.push(id.0);
         self.len -= 1;
         if session.half_open() {
-            self.half_open = self.half_open.saturating_sub(1);
+            self.half_open_ended(session.tenant);
         }
         if let Some(n) = self.per_tenant.get_mut(usize::from(session.tenant)) {
             *n = n.saturating_sub(1);
@@ -795,7 +834,7 @@ mod tests {
         let limits = TableLimits {
             max_sessions: 5,
             max_per_tenant: 3,
-            max_half_open: 0,
+            ..TableLimits::default()
         };
         let mut t = SessionTable::new(now, limits, Timeouts::default(), 1);
         for n in 0..3 {
@@ -819,6 +858,7 @@ mod tests {
             max_sessions: 10,
             max_per_tenant: 0,
             max_half_open: 1,
+            max_half_open_per_tenant: 0,
         };
         let mut t: SessionTable<()> = SessionTable::new(now, limits, Timeouts::default(), 1);
         let tcp = |port| {
@@ -848,6 +888,55 @@ mod tests {
             Some(TcpState::Established)
         );
         assert!(t.insert(now, new(2)).is_ok());
+    }
+
+    #[test]
+    fn one_tenant_cannot_take_the_half_open_budget_of_another() {
+        let now = Instant::now();
+        let limits = TableLimits {
+            max_sessions: 100,
+            max_per_tenant: 0,
+            max_half_open: 10,
+            max_half_open_per_tenant: 5,
+        };
+        let mut t: SessionTable<()> = SessionTable::new(now, limits, Timeouts::default(), 1);
+        let new = |tenant: u16, port: u16| {
+            let k = |p| {
+                FlowKey::v4(
+                    ip_protocol::TCP,
+                    Ipv4Addr::new(10, 1, tenant as u8, 5),
+                    p,
+                    Ipv4Addr::new(10, 255, 1, 10),
+                    443,
+                )
+            };
+            Insert {
+                keys: [k(port), k(port + 10000)],
+                uuid: [0; 16],
+                index_uuid: false,
+                tenant,
+                state: (),
+            }
+        };
+        for port in 1..=5 {
+            t.insert(now, new(1, port))
+                .expect("within the tenant's share");
+        }
+        assert_eq!(t.insert(now, new(1, 6)), Err(Refused::TenantHalfOpenLimit));
+        assert_eq!(t.tenant_half_open(1), 5);
+        let id = t
+            .insert(now, new(2, 1))
+            .expect("another tenant still has room");
+        // Its handshake completes: the tenant's half-open count goes down with the total.
+        t.touch(id, now, true, 60, Some(Segment::from_flags(0x12)));
+        t.touch(id, now, false, 60, Some(Segment::from_flags(0x10)));
+        assert_eq!((t.tenant_half_open(2), t.half_open()), (0, 5));
+        // Expiry of tenant 1's half-open sessions frees its share.
+        let mut gone = Vec::new();
+        t.sweep(now + Duration::from_secs(6), 100, &mut gone);
+        assert_eq!(gone.len(), 5);
+        assert_eq!(t.tenant_half_open(1), 0);
+        assert!(t.insert(now + Duration::from_secs(6), new(1, 7)).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use prost::Message;
+use signpost_proto::v1 as pb;
 
 use super::Options;
 use super::select::{self, Contents, PeerKeys, Selection};
@@ -49,8 +50,10 @@ pub struct Pieces {
     services: BTreeMap<Name, Piece<ServiceStamp>>,
     /// Tenant → service → the access rule.
     access: BTreeMap<Name, BTreeMap<Name, Piece<AccessStamp>>>,
-    /// Fields 10 to 12, which depend on the options only.
-    tail: Vec<u8>,
+    /// Fields 10 and 12, which depend on the options only (field 11, the limits, is the
+    /// router's own and goes between them).
+    qos: Vec<u8>,
+    epoch: Vec<u8>,
 }
 
 impl Pieces {
@@ -106,7 +109,17 @@ impl Pieces {
             self.access.insert(Name::clone(tenant), pieces);
         }
 
-        self.tail = select::tail(options).encode_to_vec();
+        let tail = select::tail(options);
+        self.qos = pb::RouterConfig {
+            qos_classes: tail.qos_classes,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        self.epoch = pb::RouterConfig {
+            key_epoch: tail.key_epoch,
+            ..Default::default()
+        }
+        .encode_to_vec();
     }
 }
 
@@ -197,17 +210,30 @@ pub fn encode(
         .encoded
         .get_or_init(|| encode_contents(selection.contents(), pieces));
 
+    let limits = pb::RouterConfig {
+        limits: Some(select::limits(entry.router.spec.limits.as_ref())),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // Fields 13 on, from the router's own spec: a few bytes, encoded each time.
+    let trailer = selection.trailer().encode_to_vec();
     let len = header.bytes.len()
         + contents.len()
         + own.peers.iter().map(|(_, p)| p.bytes.len()).sum::<usize>()
-        + pieces.tail.len();
+        + pieces.qos.len()
+        + limits.len()
+        + pieces.epoch.len()
+        + trailer.len();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&header.bytes);
     out.extend_from_slice(contents);
     for (_, piece) in &own.peers {
         out.extend_from_slice(&piece.bytes);
     }
-    out.extend_from_slice(&pieces.tail);
+    out.extend_from_slice(&pieces.qos);
+    out.extend_from_slice(&limits);
+    out.extend_from_slice(&pieces.epoch);
+    out.extend_from_slice(&trailer);
     own.header = Some(header);
     out
 }

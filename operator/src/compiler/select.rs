@@ -18,7 +18,7 @@ use super::units::{parse_bits_per_second, parse_loss_ppm};
 use super::world::{Name, RouterEntry, World, enclosing, lan_networks, overlaps};
 use crate::crd::{
     Direction, Interface, InterfaceRole, LoadBalancing, PortRange, Priority, Protocol, Router,
-    RouterRole, SecurityMode, TrafficClass,
+    RouterLimits, RouterRole, SecurityMode, TrafficClass,
 };
 
 /// Waypoint ports when a WAN interface does not say.
@@ -336,8 +336,9 @@ impl<'w> Selection<'w> {
                 .filter_map(|p| peer(w, self.name, &self.entry.router, p, &keys, options))
                 .collect(),
             qos_classes: tail.qos_classes,
-            limits: tail.limits,
+            limits: Some(limits(self.entry.router.spec.limits.as_ref())),
             key_epoch: tail.key_epoch,
+            path_monitoring: self.trailer().path_monitoring,
             ..self.header()
         }
     }
@@ -372,6 +373,33 @@ impl<'w> Selection<'w> {
             lan_interfaces,
             ..Default::default()
         }
+    }
+
+    /// The fields from the router's own spec numbered after the tail (13 on), the others
+    /// left empty: encoded last, so that the assembled encoding stays in field order.
+    pub fn trailer(&self) -> pb::RouterConfig {
+        let spec = &self.entry.router.spec;
+        pb::RouterConfig {
+            path_monitoring: spec.path_monitoring.as_ref().map(path_monitoring),
+            ..Default::default()
+        }
+    }
+}
+
+fn path_monitoring(m: &crate::crd::PathMonitoring) -> pb::PathMonitoring {
+    use crate::crd::BfdAuthentication;
+    let interval = m.interval_ms.unwrap_or(0);
+    pb::PathMonitoring {
+        min_tx_ms: interval,
+        min_rx_ms: interval,
+        multiplier: m.multiplier.map_or(0, u32::from),
+        authentication: match m.authentication {
+            None => pb::BfdAuthentication::Unspecified,
+            Some(BfdAuthentication::PeerKey) => pb::BfdAuthentication::PeerKey,
+            Some(BfdAuthentication::None) => pb::BfdAuthentication::None,
+        } as i32,
+        hold_down_ms: m.hold_down_ms.unwrap_or(0),
+        disabled: m.disabled,
     }
 }
 
@@ -675,22 +703,25 @@ fn port_range(r: &PortRange) -> pb::PortRange {
     }
 }
 
-/// One queue per priority on every WAN link: critical is strict, the rest share by weight.
+/// One queue per priority on every WAN link — the router's defaults
+/// ([`signpost_cnf::qos::default_classes`]): critical is strict (capped at half the link), the
+/// rest share by weight.
 fn qos_classes() -> Vec<pb::QosClass> {
-    [
-        (Priority::Critical, true, 0, 46),
-        (Priority::High, false, 60, 34),
-        (Priority::Normal, false, 30, 18),
-        (Priority::Low, false, 10, 8),
-    ]
-    .into_iter()
-    .map(|(p, strict, weight, dscp)| pb::QosClass {
-        priority: priority(p) as i32,
-        strict,
-        weight,
-        dscp,
-    })
-    .collect()
+    signpost_cnf::qos::default_classes()
+}
+
+/// The Router's `limits`, unset fields as 0 (the router's default).
+pub fn limits(l: Option<&RouterLimits>) -> pb::Limits {
+    let l = l.cloned().unwrap_or_default();
+    pb::Limits {
+        max_sessions: l.max_sessions.unwrap_or(0),
+        max_sessions_per_tenant: l.max_sessions_per_tenant.unwrap_or(0),
+        max_half_open: l.max_half_open.unwrap_or(0),
+        max_half_open_per_tenant: l.max_half_open_per_tenant.unwrap_or(0),
+        new_sessions_per_second_per_tenant: l.new_sessions_per_second_per_tenant.unwrap_or(0),
+        tcp_half_open_timeout_s: l.tcp_half_open_timeout_seconds.unwrap_or(0),
+        ..Default::default()
+    }
 }
 
 fn role(r: RouterRole) -> pb::RouterRole {
