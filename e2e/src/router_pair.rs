@@ -1,5 +1,6 @@
 //! A store edge and a hub router between a client and a server, each in its own namespace,
-//! with a management bridge to the operator (in local mode, on a manifests directory):
+//! with a management bridge to the operator (in local mode, on a manifests directory) — the
+//! lab of the runtime tests (`e2e/tests/router_runtime.rs`) and of `signpost-bench forward`:
 //!
 //! ```text
 //!  client ──cl0|lan0── edge ──wan0|wan0── hub ──lan0|srv0── server

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use signpost_e2e::bench::{self, Flood, Tcp};
+use signpost_e2e::lab::Metrics;
 use signpost_e2e::router_pair::{CLIENT, RouterPair};
 use signpost_e2e::{available, in_namespace};
 
@@ -351,7 +352,9 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
 
 /// Frames in and out and drops per interface, from a router's metrics.
 fn interface_counters(metrics: &str) -> String {
-    let wanted = [
+    let metrics = Metrics::parse(metrics);
+    let mut out: Vec<String> = Vec::new();
+    for (metric, short) in [
         ("signpost_interface_rx_packets_total", "rx"),
         ("signpost_interface_tx_packets_total", "tx"),
         ("signpost_interface_dropped_rx_total", "dropped rx"),
@@ -360,20 +363,8 @@ fn interface_counters(metrics: &str) -> String {
             "signpost_interface_kernel_rx_dropped_total",
             "kernel dropped rx",
         ),
-    ];
-    let mut out: Vec<String> = Vec::new();
-    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Some((metric, labels)) = name.split_once('{') else {
-            continue;
-        };
-        if let Some((_, short)) = wanted.iter().find(|(m, _)| *m == metric) {
-            let device = labels
-                .split(',')
-                .find_map(|l| l.strip_prefix("interface=\""))
-                .map_or("?", |d| d.trim_end_matches(['"', '}']));
+    ] {
+        for (device, value) in metrics.by(metric, "interface") {
             out.push(format!("{device} {short} {value}"));
         }
     }
