@@ -27,6 +27,36 @@ pub const CLIENT: &str = "10.1.10.5";
 pub const SERVER: &str = "10.100.1.10";
 const OPERATOR: &str = "172.31.0.1:7443";
 
+/// The two routers' manifests for this topology: `store-1` (edge) and `hub-1` (hub), their
+/// devices and addresses as wired here.
+pub const ROUTERS: &str = r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Router
+metadata: {name: store-1}
+spec:
+  role: edge
+  interfaces:
+    - {name: broadband, role: wan, device: wan0, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}
+    - name: lan
+      role: lan
+      device: lan0
+      addresses: [10.1.10.1/24]
+      networks: [{name: pos, prefixes: [10.1.10.0/24]}]
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Router
+metadata: {name: hub-1}
+spec:
+  role: hub
+  interfaces:
+    - {name: internet, role: wan, device: wan0, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}
+    - name: vpc
+      role: lan
+      device: lan0
+      addresses: [10.100.1.1/24]
+      networks: [{name: services, prefixes: [10.100.0.0/16]}]
+"#;
+
 /// The namespaces, the operator and the routers; all removed on drop (processes first).
 pub struct RouterPair {
     dir: PathBuf,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use signpost_e2e::router_pair::RouterPair;
+use signpost_e2e::router_pair::{ROUTERS, RouterPair};
 use signpost_e2e::{Child, Namespace, binary, in_namespace};
 
 const PAYMENTS: SocketAddr =
@@ -30,34 +30,6 @@ const PAYMENTS: SocketAddr =
 const TELEMETRY: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 255, 1, 20)), 5140);
 const OPERATOR: &str = "172.31.0.1:7443";
-
-const ROUTERS: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Router
-metadata: {name: store-1}
-spec:
-  role: edge
-  interfaces:
-    - {name: broadband, role: wan, device: wan0, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}
-    - name: lan
-      role: lan
-      device: lan0
-      addresses: [10.1.10.1/24]
-      networks: [{name: pos, prefixes: [10.1.10.0/24]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Router
-metadata: {name: hub-1}
-spec:
-  role: hub
-  interfaces:
-    - {name: internet, role: wan, device: wan0, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}
-    - name: vpc
-      role: lan
-      device: lan0
-      addresses: [10.100.1.1/24]
-      networks: [{name: services, prefixes: [10.100.0.0/16]}]
-"#;
 
 const TENANTS_AND_SERVICES: &str = r#"
 apiVersion: signpost.dev/v1alpha1

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use signpost_e2e::bench::{self, Flood, Tcp};
 use signpost_e2e::lab::Metrics;
-use signpost_e2e::router_pair::{CLIENT, RouterPair};
+use signpost_e2e::router_pair::{CLIENT, ROUTERS, RouterPair};
 use signpost_e2e::{available, in_namespace};
 
 const TELEMETRY: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 20);
@@ -43,34 +43,6 @@ const TELEMETRY_PORT: u16 = 5140;
 const BULK: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 30);
 const BULK_PORT: u16 = 5201;
 const FIRST_PORT: u16 = 1024;
-
-const ROUTERS: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Router
-metadata: {name: store-1}
-spec:
-  role: edge
-  interfaces:
-    - {name: broadband, role: wan, device: wan0, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}
-    - name: lan
-      role: lan
-      device: lan0
-      addresses: [10.1.10.1/24]
-      networks: [{name: pos, prefixes: [10.1.10.0/24]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Router
-metadata: {name: hub-1}
-spec:
-  role: hub
-  interfaces:
-    - {name: internet, role: wan, device: wan0, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}
-    - name: vpc
-      role: lan
-      device: lan0
-      addresses: [10.100.1.1/24]
-      networks: [{name: services, prefixes: [10.100.0.0/16]}]
-"#;
 
 const SERVICES: &str = r#"
 apiVersion: signpost.dev/v1alpha1
