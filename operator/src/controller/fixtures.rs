@@ -37,6 +37,10 @@ pub struct Call {
     reply: Value,
     /// Computes the reply when the call comes (from what earlier calls carried).
     reply_later: Option<Box<dyn Fn() -> Value + Send>>,
+    /// Runs when the call comes, before the reply (the world changing meanwhile).
+    then: Option<Box<dyn Fn() + Send>>,
+    /// Never answered: the client waits until it gives up.
+    unanswered: bool,
 }
 
 impl Call {
@@ -49,6 +53,8 @@ impl Call {
             status: StatusCode::OK,
             reply: Value::Null,
             reply_later: None,
+            then: None,
+            unanswered: false,
         }
     }
 
@@ -96,6 +102,18 @@ impl Call {
         self
     }
 
+    /// Runs `f` when the call comes, before it is answered.
+    pub fn then(mut self, f: impl Fn() + Send + 'static) -> Self {
+        self.then = Some(Box::new(f));
+        self
+    }
+
+    /// The API server never answers this call (the connection hangs).
+    pub fn unanswered(mut self) -> Self {
+        self.unanswered = true;
+        self
+    }
+
     /// The API server's answer for a missing object.
     pub fn not_found(self) -> Self {
         self.reply(
@@ -129,6 +147,8 @@ impl ApiServer {
     pub fn expect(mut handle: Handle, calls: Vec<Call>) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Answers held back from calls that are never answered.
+            let mut held = Vec::new();
             for (i, call) in calls.into_iter().enumerate() {
                 let next = tokio::time::timeout(CALL_TIMEOUT, handle.next_request()).await;
                 let Ok(Some((request, send))) = next else {
@@ -168,6 +188,13 @@ impl ApiServer {
                     })
                 };
                 (call.check)(&body);
+                if let Some(then) = &call.then {
+                    then();
+                }
+                if call.unanswered {
+                    held.push(send);
+                    continue;
+                }
                 let reply = match &call.reply_later {
                     Some(later) => later(),
                     None => call.reply,
@@ -201,6 +228,7 @@ impl ApiServer {
                     },
                 }
             }
+            drop(held);
             (unexpected, handle)
         });
         Self { stop, task }
@@ -230,7 +258,8 @@ impl ApiServer {
 pub struct Inputs {
     pub report: watch::Sender<Arc<Report>>,
     pub routers: watch::Sender<std::collections::BTreeMap<String, RouterState>>,
-    pub leader: watch::Sender<bool>,
+    /// Shared, so that a [`Call::then`] can take leadership away mid-reconcile.
+    pub leader: Arc<watch::Sender<bool>>,
 }
 
 /// A fixed clock: 2027-01-15T08:00:00Z.
@@ -271,7 +300,7 @@ pub fn context(ca: Arc<CertificateAuthority>) -> (Arc<Context>, Handle, Inputs) 
         Inputs {
             report,
             routers,
-            leader,
+            leader: Arc::new(leader),
         },
     )
 }

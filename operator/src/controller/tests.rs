@@ -717,6 +717,79 @@ async fn a_held_lease_is_followed_then_taken_over_once_it_stood_still() {
     server.done().await;
 }
 
+/// A leader whose renewal hangs steps down at its renew deadline (10 s after its last write),
+/// before anyone may take over (15 s): not when the hung round finally returns, nor a round
+/// later.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline() {
+    let (client, handle) = lease_client("pod-a");
+    let failure = || {
+        Call::get(LEASE).reply(
+            500,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd", "code": 500}),
+        )
+    };
+    let server = ApiServer::expect(
+        handle,
+        vec![
+            // t = 0: created, leader until t = 10.
+            Call::get(LEASE).not_found(),
+            Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
+                .reply(201, lease("pod-a", "1")),
+            // t = 2, 4, 6: the API server fails; t = 8: it hangs past the deadline.
+            failure(),
+            failure(),
+            failure(),
+            Call::get(LEASE).unanswered(),
+            // On shutdown the replica reads the Lease to release it: someone else's by then.
+            Call::get(LEASE).reply(200, lease("pod-b", "9")),
+        ],
+    );
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = tokio::time::Instant::now();
+    let run = tokio::spawn(client.run(tx, async {
+        let _ = stopped.await;
+    }));
+    assert!(rx.wait_for(|l| *l).await.is_ok(), "acquired");
+    assert!(rx.wait_for(|l| !*l).await.is_ok(), "stepped down");
+    let stepped = start.elapsed();
+    assert!(
+        stepped <= Duration::from_secs(10),
+        "still published as leader {stepped:?} after its last renewal"
+    );
+    let _ = stop.send(());
+    assert!(run.await.is_ok());
+    server.done().await;
+}
+
+/// Leadership lost in the middle of a reconcile: the reconcile stops before its next write.
+#[tokio::test]
+async fn a_leader_that_loses_the_lease_mid_reconcile_stops_writing() {
+    let ca = ca();
+    let (ctx, handle, inputs) = context(Arc::clone(&ca));
+    inputs.report.send_replace(router_report(vec![]));
+    let leader = Arc::clone(&inputs.leader);
+    let server = ApiServer::expect(
+        handle,
+        vec![
+            // Reading the identity Secret, the Lease is lost: no Secret, ServiceAccount,
+            // Deployment or status is written after it.
+            Call::get("/api/v1/namespaces/chain/secrets/signpost-router-store-1-tls")
+                .then(move || {
+                    leader.send_replace(false);
+                })
+                .not_found(),
+        ],
+    );
+    let result = reconcile_router(Arc::new(finalized(router())), Arc::clone(&ctx)).await;
+    assert!(
+        matches!(result, Err(super::reconcile::Error::NotLeader)),
+        "{result:?}"
+    );
+    server.done().await;
+}
+
 // Bootstrap tokens in Secrets.
 
 fn token_secret(record: &TokenRecord, rv: &str, used: bool) -> Value {
