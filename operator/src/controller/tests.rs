@@ -514,6 +514,40 @@ async fn a_deleted_router_loses_its_bootstrap_tokens_then_its_finalizer() {
     server.done().await;
 }
 
+/// A Router whose name is too long for a label (its workload was refused with
+/// WorkloadInvalid) is deleted without asking for its tokens: a label selector with that name
+/// would be refused by the API server on every retry, and the finalizer would never go.
+#[tokio::test]
+async fn a_router_named_too_long_for_a_label_is_still_deleted() {
+    let (ctx, handle, inputs) = context(ca());
+    inputs.report.send_replace(router_report(vec![]));
+    let long = "s".repeat(64);
+    let mut deleting = finalized(router());
+    deleting.metadata.name = Some(long.clone());
+    deleting.metadata.deletion_timestamp =
+        Some(Time(Timestamp::from_second(1_800_000_000).expect("time")));
+    let mut gone = router();
+    gone.metadata.name = Some(long.clone());
+    let server = ApiServer::expect(
+        handle,
+        vec![
+            Call::post("/apis/events.k8s.io/v1/namespaces/chain/events")
+                .body(|b| {
+                    assert_eq!(b["reason"], "CleanedUp");
+                    let note = b["note"].as_str().unwrap_or_default();
+                    assert!(note.contains("deleted 0 bootstrap token(s)"), "{note}");
+                })
+                .reply(201, json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}})),
+            Call::patch(&format!("{ROUTERS}/{long}"))
+                .body(|b| assert_eq!(b[1]["op"], "remove", "{b}"))
+                .reply(200, to_json(&gone)),
+        ],
+    );
+    let result = reconcile_router(Arc::new(deleting), Arc::clone(&ctx)).await;
+    assert!(result.is_ok(), "{result:?}");
+    server.done().await;
+}
+
 #[tokio::test]
 async fn a_non_leader_writes_nothing() {
     let (ctx, handle, inputs) = context(ca());
