@@ -47,6 +47,8 @@ use crate::identity::{CertificateAuthority, CertificateRequest, Validity, write_
 pub const BOOTSTRAP_CERT_DAYS: u32 = 365;
 /// The default lifetime of a token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest a token may live: long enough for a box to be shipped and installed.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 86_400);
 
 const ID_LEN: usize = 6;
 const SECRET_LEN: usize = 32;
@@ -152,12 +154,21 @@ impl TokenRecord {
     /// A new token for `router`, valid for `ttl` from `now`.
     pub fn mint(router: &str, ttl: Duration, now: SystemTime) -> Result<(Token, Self), String> {
         crate::identity::check_router_name(router).map_err(|e| e.to_string())?;
+        if ttl > MAX_TTL {
+            return Err(format!(
+                "a bootstrap token lives at most {} days; mint one closer to the install",
+                MAX_TTL.as_secs() / 86_400
+            ));
+        }
+        let expires = now
+            .checked_add(ttl)
+            .ok_or_else(|| "the token's expiry is past the end of time".to_string())?;
         let token = Token::generate()?;
         let record = Self {
             id: token.id.clone(),
             router: router.to_string(),
             secret_sha256: token.secret_sha256(),
-            expires: now + ttl,
+            expires,
             used: None,
         };
         Ok((token, record))
@@ -514,6 +525,12 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     if secs == 0 {
         return Err(format!("`{text}`: a token must live longer than 0 seconds"));
     }
+    if secs > MAX_TTL.as_secs() {
+        return Err(format!(
+            "`{text}`: a bootstrap token lives at most {}d (a token is for one install, soon)",
+            MAX_TTL.as_secs() / 86_400
+        ));
+    }
     Ok(Duration::from_secs(secs))
 }
 
@@ -627,5 +644,15 @@ mod tests {
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0m").is_err());
         assert!(parse_ttl("1w").is_err());
+        assert_eq!(parse_ttl("365d"), Ok(MAX_TTL));
+        // Past the cap (or past what a time can hold) is refused, not a record no one can read.
+        for long in ["366d", "99999999999999d", "18446744073709551615s"] {
+            let err = parse_ttl(long).err().unwrap_or_default();
+            assert!(err.contains("at most 365d"), "{long}: {err}");
+        }
+        let err = TokenRecord::mint("store-1", Duration::from_secs(u64::MAX), at(0))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("at most 365 days"), "{err}");
     }
 }
