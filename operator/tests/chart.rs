@@ -16,6 +16,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use signpost_operator::admission::Admission;
+use signpost_operator::controller::rbac;
 use signpost_operator::crd;
 
 fn chart() -> PathBuf {
@@ -248,36 +249,38 @@ fn grant(group: &str, resource: &str, verbs: &str) -> Grant {
     )
 }
 
-/// The operator's documented permissions on the objects it reconciles and the workloads it
-/// creates (the chart README's table; issue 6's contract).
-fn workload_grants() -> BTreeSet<Grant> {
+/// The grants of `rules`, flattened.
+fn flatten<'a>(rules: impl IntoIterator<Item = &'a rbac::Grant>) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for kind in ["tenants", "services", "policies", "routers"] {
-        out.insert(grant("signpost.dev", kind, "get list watch patch"));
-        out.insert(grant(
-            "signpost.dev",
-            &format!("{kind}/status"),
-            "get patch update",
-        ));
+    for g in rules {
+        for resource in g.resources {
+            out.insert((
+                g.group.to_string(),
+                resource.to_string(),
+                g.verbs.iter().map(|v| v.to_string()).collect(),
+            ));
+        }
     }
-    out.insert(grant("signpost.dev", "routers/finalizers", "update"));
-    for kind in ["deployments", "daemonsets"] {
-        out.insert(grant("apps", kind, "get list watch create patch delete"));
-    }
-    for kind in ["serviceaccounts", "secrets"] {
-        out.insert(grant("", kind, "get list watch create patch delete"));
-    }
-    out.insert(grant("events.k8s.io", "events", "create patch"));
     out
 }
 
+/// The operator's permissions on the objects it reconciles and the workloads it creates: what
+/// the code declares it needs (`controller::rbac::GRANTS`, which every mock-API call of the
+/// controller tests is checked against).
+fn workload_grants() -> BTreeSet<Grant> {
+    flatten(
+        rbac::GRANTS
+            .iter()
+            .filter(|g| g.scope == rbac::Scope::Objects),
+    )
+}
+
 fn lease_grants() -> BTreeSet<Grant> {
-    [grant(
-        "coordination.k8s.io",
-        "leases",
-        "get create update patch",
-    )]
-    .into()
+    flatten(
+        rbac::GRANTS
+            .iter()
+            .filter(|g| g.scope == rbac::Scope::OwnNamespace),
+    )
 }
 
 /// Roles and bindings of a render: (kind, namespace) of each role with its grants, and every
@@ -350,7 +353,7 @@ fn operator_rbac_is_exactly_the_documented_set() {
     // Watching another namespace: the CA Secret in the operator's own stays reachable.
     let objects = rendered(&helm, &["--set", "operator.watchNamespace=retail"]);
     let mut own = lease_grants();
-    own.insert(grant("", "secrets", "get list watch create patch delete"));
+    own.extend(flatten([&rbac::CA_SECRET]));
     assert_eq!(
         roles(&objects),
         sorted(vec![

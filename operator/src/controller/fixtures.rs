@@ -1,8 +1,9 @@
 //! The mock API server of the controller tests, in the style of kube-rs's controller-rs
 //! `ApiServerVerifier`: a test lists the API calls it expects, in order — method, path, what
 //! the body must say — and the answer to each. The verifier fails the test on a call out of
-//! order, a body that does not say what it must, a call that never comes, and any call after
-//! the last expected one.
+//! order, a body that does not say what it must, a call that never comes, any call after the
+//! last expected one, and any call the operator's RBAC ([`super::rbac::GRANTS`], which the
+//! chart renders) would refuse.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -162,6 +163,11 @@ impl ApiServer {
                 let method = request.method().clone();
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or("").to_string();
+                let apply = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+                permitted(i, method.as_str(), &path, &query, apply);
                 assert_eq!(
                     (&method, path.as_str()),
                     (&call.method, call.path.as_str()),
@@ -251,6 +257,27 @@ impl ApiServer {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => panic!("the verifier stopped: {e}"),
         }
+    }
+}
+
+/// Fails the test when the operator's RBAC would refuse the call: every call the code makes
+/// must be granted by the chart. A server-side apply needs `create` too (it creates the
+/// object when absent), except on a subresource.
+fn permitted(i: usize, method: &str, path: &str, query: &str, apply: bool) {
+    let Some((group, resource, verb)) = super::rbac::request_attributes(method, path, query) else {
+        panic!("call #{} ({method} {path}) names no resource", i + 1);
+    };
+    let mut verbs = vec![verb];
+    if apply && !resource.contains('/') {
+        verbs.push("create");
+    }
+    for verb in verbs {
+        assert!(
+            super::rbac::allows(&group, &resource, verb),
+            "call #{} ({method} {path}): the operator's RBAC does not grant `{verb}` on \
+             `{resource}` (group `{group}`): add it to controller::rbac::GRANTS and the chart",
+            i + 1
+        );
     }
 }
 

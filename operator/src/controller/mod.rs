@@ -17,6 +17,7 @@
 //! | [`lease`] | leader election on a `coordination.k8s.io/v1` Lease |
 //! | [`ca`] | the CA Secret (CA and peer-key master) |
 //! | [`tokens`] | bootstrap tokens as Secrets |
+//! | [`rbac`] | the API permissions all of the above need |
 //!
 //! # Command line
 //!
@@ -36,17 +37,8 @@
 //!
 //! # RBAC
 //!
-//! What the operator's ServiceAccount needs — no more:
-//!
-//! | API group | resources | verbs | why |
-//! |---|---|---|---|
-//! | `signpost.dev` | `tenants`, `services`, `policies`, `routers` | get, list, watch, patch | reflectors, controllers; patch only adds/removes the Router finalizer |
-//! | `signpost.dev` | `tenants/status`, `services/status`, `policies/status`, `routers/status` | get, patch, update | status (server-side apply) |
-//! | `signpost.dev` | `routers/finalizers` | update | owner references with `blockOwnerDeletion` on router workloads |
-//! | `apps` | `deployments`, `daemonsets` | get, list, watch, create, patch, delete | router workloads (the cache tells when one was deleted) |
-//! | core | `serviceaccounts`, `secrets` | get, list, watch, create, patch, delete | router ServiceAccounts and identity Secrets; bootstrap tokens; the CA Secret |
-//! | `events.k8s.io` | `events` | create, patch | Events |
-//! | `coordination.k8s.io` | `leases` (own namespace) | get, create, update, patch | leader election |
+//! What the operator's ServiceAccount needs — no more — is [`rbac::GRANTS`]: the chart renders
+//! it, the READMEs table it, and the controller tests fail on any call it does not grant.
 //!
 //! Router workloads are created in the Router's namespace, which must admit pods with
 //! `NET_ADMIN`, `NET_RAW`, `BPF`, `IPC_LOCK` (and host networking where asked for): Pod
@@ -54,6 +46,7 @@
 
 pub mod ca;
 pub mod lease;
+pub mod rbac;
 pub mod reconcile;
 pub mod status;
 pub mod tokens;
