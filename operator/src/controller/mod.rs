@@ -474,6 +474,8 @@ impl CompileTriggers {
 
 /// Waits for the caches, then compiles after every change (changes arriving within 100 ms are
 /// compiled together), publishes, and triggers the reconciles of objects whose facts changed.
+/// A change that leaves every object's name, uid and generation as they were (a status write,
+/// a label) is not compiled: it cannot change the outcome.
 #[allow(clippy::too_many_arguments)]
 async fn compile_loop(
     stores: Stores,
@@ -493,8 +495,17 @@ async fn compile_loop(
             return;
         },
     }
+    let mut compiled: Option<Vec<world::Identity>> = None;
     loop {
         let snapshot = stores.snapshot();
+        let fingerprint = snapshot.fingerprint();
+        if compiled.as_ref() == Some(&fingerprint) {
+            if !next_change(&changed, &mut shutdown).await {
+                return;
+            }
+            continue;
+        }
+        compiled = Some(fingerprint);
         let started = Instant::now();
         let (back, outcome) = match tokio::task::spawn_blocking(move || {
             let outcome = compiler.compile(&snapshot);
@@ -533,14 +544,24 @@ async fn compile_loop(
         for key in &outcome.changed {
             triggers.send(key);
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = changed.notified() => {}
+        if !next_change(&changed, &mut shutdown).await {
+            return;
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
+    }
+}
+
+/// Waits for a change, then 100 ms more so that a burst is compiled once; `false` on shutdown.
+async fn next_change(
+    changed: &Notify,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    tokio::select! {
+        () = shutdown.as_mut() => return false,
+        () = changed.notified() => {}
+    }
+    tokio::select! {
+        () = shutdown.as_mut() => false,
+        () = tokio::time::sleep(Duration::from_millis(100)) => true,
     }
 }
 
