@@ -898,6 +898,34 @@ async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_los
     server.done().await;
 }
 
+/// A token Secret read without a resourceVersion cannot be marked used under a precondition:
+/// the redemption is refused (retryable) instead of patched unguarded.
+#[tokio::test]
+async fn a_token_secret_without_a_resource_version_is_not_redeemed_unguarded() {
+    let (ctx, handle, inputs) = context(ca());
+    inputs.report.send_replace(router_report(vec![]));
+    let store = SecretTokens::new(ctx.client.clone(), ctx.report.clone());
+    let (token, record) =
+        TokenRecord::mint("store-1", Duration::from_secs(3600), now()).expect("mint");
+    let path = format!(
+        "/api/v1/namespaces/chain/secrets/signpost-bootstrap-{}",
+        token.id()
+    );
+    let mut secret = token_secret(&record, "1", false);
+    if let Some(m) = secret["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    let server = ApiServer::expect(handle, vec![Call::get(&path).reply(200, secret)]);
+    let refused = store
+        .redeem("store-1", &token, "192.0.2.7:50000", now())
+        .await;
+    assert!(
+        matches!(&refused, Err(Refusal::Unavailable(why)) if why.contains("resourceVersion")),
+        "{refused:?}"
+    );
+    server.done().await;
+}
+
 // The CA Secret.
 
 #[tokio::test]

@@ -237,7 +237,15 @@ impl TokenStore for SecretTokens {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         let read = self.read(&secrets, token).await?;
         bootstrap::check(read.as_ref().map(|(r, _)| r), token, router, now)?;
-        let resource_version = read.and_then(|(_, rv)| rv);
+        let name = secret_name(token.id());
+        // Without a resourceVersion the patch below would carry no precondition, and two
+        // redemptions could both succeed. The API server always sends one; refuse if not.
+        let Some(resource_version) = read.and_then(|(_, rv)| rv) else {
+            return Err(Refusal::Unavailable(format!(
+                "Secret {namespace}/{name} came without a resourceVersion, so its use cannot be \
+                 recorded safely"
+            )));
+        };
         let patch = serde_json::json!({
             "metadata": {
                 // A precondition: the patch fails with 409 if the Secret changed since it was read.
@@ -245,7 +253,6 @@ impl TokenStore for SecretTokens {
                 "annotations": {USED_AT: rfc3339(now), USED_BY: by},
             }
         });
-        let name = secret_name(token.id());
         match secrets
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
