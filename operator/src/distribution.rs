@@ -626,7 +626,10 @@ impl distribution_server::Distribution for Subscriptions {
             return Err(Status::unimplemented(reason));
         };
         let by = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
-        match enrollment.enroll(&request, &by, SystemTime::now()).await {
+        match enrollment
+            .enroll(&request, &by, SystemTime::now(), std::time::Instant::now())
+            .await
+        {
             Ok(response) => {
                 shared.bootstraps_ok.fetch_add(1, Ordering::Relaxed);
                 Ok(Response::new(response))
