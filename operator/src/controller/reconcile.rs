@@ -168,7 +168,8 @@ async fn publish(ctx: &Context, reference: &ObjectReference, transitions: &[Tran
                 EventType::Normal
             },
             reason: t.reason.clone(),
-            note: Some(t.note.chars().take(1000).collect()),
+            // An Event's note holds 1 KiB (bytes, not characters): longer, it is refused.
+            note: Some(status::shorten(t.note.clone(), 1024)),
             action: "Reconcile".into(),
             secondary: None,
         };

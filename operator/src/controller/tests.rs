@@ -108,6 +108,10 @@ fn event(
             assert_eq!(b["regarding"]["name"], regarding, "{b}");
             let text = b["note"].as_str().unwrap_or_default();
             assert!(text.contains(note), "event note `{text}` lacks `{note}`");
+            assert!(
+                text.len() <= 1024,
+                "the API server refuses notes over 1 KiB"
+            );
         })
         .reply(
             201,
