@@ -5,7 +5,7 @@
 //!
 //! Everything runs in one fresh network namespace (only `lo`), so the router can touch no
 //! device of the machine: it enrolls and connects, then fails to open the example's devices,
-//! which do not exist there. Without root the test prints `SKIPPED: ...` and passes.
+//! which do not exist there. Without root the tests print `SKIPPED: ...` and pass (under `CI` as root, a missing tool fails).
 //!
 //! A second test gives the namespace the devices the router's config names and follows the
 //! probes a router pod is given: `/healthz` answers while the router waits to enroll,
@@ -90,8 +90,7 @@ fn router(
 
 #[test]
 fn a_router_enrolls_with_a_minted_token_and_a_spent_token_is_refused() {
-    if let Some(why) = signpost_e2e::available() {
-        eprintln!("SKIPPED: {why}");
+    if signpost_e2e::skip_unless_able(signpost_e2e::available()) {
         return;
     }
     let result = (|| -> Result<(), String> {
@@ -185,8 +184,7 @@ fn probe(ns: &Namespace, path: &'static str) -> Result<(u16, String), String> {
 
 #[test]
 fn probes_answer_from_the_start_and_readiness_follows_the_config() {
-    if let Some(why) = signpost_e2e::available() {
-        eprintln!("SKIPPED: {why}");
+    if signpost_e2e::skip_unless_able(signpost_e2e::available()) {
         return;
     }
     let result = (|| -> Result<(), String> {

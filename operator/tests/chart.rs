@@ -402,6 +402,18 @@ fn rbac_table(readme: &str) -> BTreeSet<Grant> {
     documented
 }
 
+/// Liveness on `/healthz`, readiness on `/readyz`, both on the port named `metrics`.
+fn assert_probes(container: &Value) {
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
+}
+
 fn assert_has_arg(args: &[String], want: &str) {
     assert!(
         args.iter().any(|a| a == want),
@@ -450,14 +462,7 @@ fn operator_runs_non_root_without_capabilities() {
                 && c["resources"]["limits"]["memory"].is_string()
         );
         // Probes on the metrics port, as the operator serves them.
-        assert_eq!(
-            c["livenessProbe"]["httpGet"],
-            json!({"path": "/healthz", "port": "metrics"})
-        );
-        assert_eq!(
-            c["readinessProbe"]["httpGet"],
-            json!({"path": "/readyz", "port": "metrics"})
-        );
+        assert_probes(c);
         let ports: Vec<(&str, i64)> = c["ports"]
             .as_array()
             .expect("ports")
@@ -689,14 +694,7 @@ fn edge_runs_the_store_router_and_no_operator() {
     }
     assert_eq!(c["image"], "ghcr.io/signpost-dev/signpost-router:0.1.0");
     // Probes the router answers from its start: no startup probe to wait out enrolling.
-    assert_eq!(
-        c["livenessProbe"]["httpGet"],
-        json!({"path": "/healthz", "port": "metrics"})
-    );
-    assert_eq!(
-        c["readinessProbe"]["httpGet"],
-        json!({"path": "/readyz", "port": "metrics"})
-    );
+    assert_probes(c);
     assert!(c["startupProbe"].is_null(), "{c}");
     let volumes = pod["volumes"].as_array().expect("volumes");
     assert_eq!(

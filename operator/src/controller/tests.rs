@@ -645,6 +645,14 @@ fn lease(holder: &str, rv: &str) -> Value {
     })
 }
 
+/// The API server failing to read the Lease.
+fn lease_failure() -> Call {
+    Call::get(LEASE).reply(
+        500,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd", "code": 500}),
+    )
+}
+
 #[tokio::test]
 async fn the_lease_is_acquired_renewed_with_its_resource_version_and_lost() {
     let (mut client, handle) = lease_client("pod-a");
@@ -703,20 +711,14 @@ async fn a_leader_that_cannot_renew_steps_down_before_its_lease_can_be_taken() {
     let (mut client, handle) = lease_client("pod-a");
     let t0 = Instant::now();
     let wall = SystemTime::now();
-    let failure = || {
-        Call::get(LEASE).reply(
-            500,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd", "code": 500}),
-        )
-    };
     let server = ApiServer::expect(
         handle,
         vec![
             Call::get(LEASE).not_found(),
             Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
                 .reply(201, lease("pod-a", "1")),
-            failure(),
-            failure(),
+            lease_failure(),
+            lease_failure(),
         ],
     );
     assert!(client.round(t0, wall).await);
@@ -761,12 +763,6 @@ async fn a_held_lease_is_followed_then_taken_over_once_it_stood_still() {
 #[tokio::test(start_paused = true)]
 async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline() {
     let (client, handle) = lease_client("pod-a");
-    let failure = || {
-        Call::get(LEASE).reply(
-            500,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd", "code": 500}),
-        )
-    };
     let server = ApiServer::expect(
         handle,
         vec![
@@ -775,9 +771,9 @@ async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline() {
             Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
                 .reply(201, lease("pod-a", "1")),
             // t = 2, 4, 6: the API server fails; t = 8: it hangs past the deadline.
-            failure(),
-            failure(),
-            failure(),
+            lease_failure(),
+            lease_failure(),
+            lease_failure(),
             Call::get(LEASE).unanswered(),
             // On shutdown the replica reads the Lease to release it: someone else's by then.
             Call::get(LEASE).reply(200, lease("pod-b", "9")),
