@@ -16,8 +16,12 @@
 //!   packet is a well-formed IP packet whose checksums verify when the input's did, and what a
 //!   peer delivers is what the other side sent.
 //!
+//! - [`bfd`]: BFD Control packets through the codec (parse → emit → parse, every header bit a
+//!   field) and into a hub's path monitor.
+//!
 //! Not a public API (`#[doc(hidden)]`): the names may change with the targets.
 
+mod bfd;
 mod pcap;
 mod pipeline;
 mod seeds;
@@ -42,6 +46,12 @@ pub fn svr_metadata(data: &[u8]) {
 /// Fuzz target `pcap_inspect`: the bytes as a pcap file, and as one captured packet.
 pub fn pcap_inspect(data: &[u8]) {
     pcap::run(data);
+}
+
+/// Fuzz target `bfd`: the bytes as a BFD Control packet and as an IP packet for the path
+/// monitor.
+pub fn bfd(data: &[u8]) {
+    bfd::run(data);
 }
 
 /// Fuzz target `pipeline`: the bytes as a script for a store edge and a cloud hub (the format

@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod guard;
 pub mod io;
 pub mod packet;
+pub mod path;
 pub mod pcap;
 pub mod pipeline;
 pub mod qos;

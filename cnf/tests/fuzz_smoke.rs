@@ -14,11 +14,12 @@ use signpost_cnf::pipeline::DropReason;
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 4] = [
+const TARGETS: [(&str, Body); 5] = [
     ("packet_views", fuzzing::packet_views),
     ("svr_metadata", fuzzing::svr_metadata),
     ("pcap_inspect", fuzzing::pcap_inspect),
     ("pipeline", fuzzing::pipeline),
+    ("bfd", fuzzing::bfd),
 ];
 
 /// xorshift64: deterministic, so a failure here replays exactly.
@@ -168,6 +169,11 @@ fn pcap_inspect_smoke() {
 #[test]
 fn pipeline_smoke() {
     smoke("pipeline", fuzzing::pipeline, 3000, 15000);
+}
+
+#[test]
+fn bfd_smoke() {
+    smoke("bfd", fuzzing::bfd, 5000, 20000);
 }
 
 /// The seed files in `cnf/fuzz/corpus/` are the ones the module builds (other files there,

@@ -9,9 +9,15 @@
 //! `SKIPPED: <why>` so the skip is visible — except as root under `CI`, where
 //! [`skip_unless_able`] fails instead, so a missing tool cannot pass for a green run.
 
+pub mod capture;
+#[cfg(feature = "lab")]
+pub mod compare;
+#[cfg(feature = "lab")]
+pub mod demo;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod netns;
+pub mod plot;
 pub mod process;
 pub mod traffic;
 
@@ -28,6 +34,13 @@ pub fn skip_unless_able(why: Option<String>) -> bool {
     if root && std::env::var_os("CI").is_some() {
         panic!("CI is set but this test cannot run: {why}");
     }
-    eprintln!("SKIPPED: {why}");
+    skipped(&why);
     true
+}
+
+/// Prints `SKIPPED: why` where it is seen: straight to the process's stderr, past the test
+/// harness's capture of `eprintln!`, so a skipped test does not pass silently.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
 }

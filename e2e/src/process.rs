@@ -17,6 +17,15 @@ pub fn binary(name: &str) -> Result<PathBuf, String> {
     }
     let path = dir.join(name);
     if path.is_file() {
+        if let Some(newer) = newer_source(&path) {
+            return Err(format!(
+                "{} is older than {}: run `cargo build --workspace --bins` (or the whole \
+                 `cargo test --workspace`) first — `cargo test -p signpost-e2e` alone does not \
+                 rebuild the other crates' binaries",
+                path.display(),
+                newer.display()
+            ));
+        }
         Ok(path)
     } else {
         Err(format!(
@@ -25,6 +34,26 @@ pub fn binary(name: &str) -> Result<PathBuf, String> {
             path.display()
         ))
     }
+}
+
+/// A source file `binary` was built from that is newer than it, by the dependency list cargo
+/// writes next to it (`target/<profile>/<name>.d`): a stale binary would test yesterday's code
+/// (the lab runs `signpost-router` and friends as processes, and `cargo test -p signpost-e2e`
+/// does not rebuild other packages' binaries).
+fn newer_source(binary: &std::path::Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let deps = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let (_, sources) = deps.lines().next()?.split_once(": ")?;
+    // Paths are space-separated; a space inside one is escaped as `\ `.
+    let sources = sources.replace("\\ ", "\u{0}");
+    sources
+        .split(' ')
+        .map(|s| PathBuf::from(s.replace('\u{0}', " ")))
+        .find(|s| {
+            std::fs::metadata(s)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > built)
+        })
 }
 
 /// A running child; its stdout and stderr lines are collected. Killed on drop.
@@ -65,6 +94,24 @@ impl Child {
             child,
             output,
         })
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time it has used so far (user + system, from `/proc/PID/stat`).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Duration::from_millis(ticks * 1000 / hz))
     }
 
     /// Everything it printed so far.

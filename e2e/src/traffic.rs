@@ -246,23 +246,66 @@ pub struct Requests {
     pub latencies: Vec<Duration>,
     /// Response bytes received over time.
     pub timeline: Timeline,
+    /// The longest time between two completed exchanges, and when it began.
+    pub max_gap: Duration,
+    pub max_gap_at: Duration,
+    last_ok: Option<Duration>,
     /// The first error, to tell the user why.
     pub first_error: Option<String>,
+}
+
+impl Requests {
+    fn new() -> Self {
+        Requests {
+            timeline: Timeline::new(Duration::from_millis(100)),
+            ..Requests::default()
+        }
+    }
+
+    fn ok(&mut self, at: Duration, latency: Duration, bytes: usize) {
+        self.ok += 1;
+        self.latencies.push(latency);
+        self.timeline.add(at, bytes as u64);
+        if let Some(prev) = self.last_ok
+            && at - prev > self.max_gap
+        {
+            self.max_gap = at - prev;
+            self.max_gap_at = prev;
+        }
+        self.last_ok = Some(at);
+    }
+
+    fn failed(&mut self, error: String) {
+        self.failed += 1;
+        self.first_error.get_or_insert(error);
+    }
+}
+
+/// Read and write timeouts, no Nagle delay.
+fn tune(s: &TcpStream, timeout: Duration) -> Result<(), String> {
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    Ok(())
+}
+
+/// An echo request of `size` bytes (op, length, data) and the data it must bring back.
+fn echo_request(size: usize) -> (Vec<u8>, Vec<u8>) {
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let mut msg = vec![ECHO];
+    msg.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_be_bytes());
+    msg.extend_from_slice(&data);
+    (msg, data)
 }
 
 /// One echo exchange of `size` bytes on a new connection: connect, send, read back, compare.
 pub fn tcp_exchange(to: SocketAddr, size: usize, timeout: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let _ = s.set_nodelay(true);
-    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-    let mut msg = vec![ECHO];
-    msg.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_be_bytes());
-    msg.extend_from_slice(&data);
+    tune(&s, timeout)?;
+    let (msg, data) = echo_request(size);
     // Write on a second thread: a large request is echoed while it is still being sent.
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     let mut back = vec![0u8; size];
@@ -291,30 +334,77 @@ pub fn tcp_requests(
     duration: Duration,
     timeout: Duration,
 ) -> JoinHandle<Result<Requests, String>> {
+    repeat(ns, size, rate, duration, move || {
+        tcp_exchange(to, size, timeout)
+    })
+}
+
+/// Runs `exchange` (which moves `size` bytes) `rate` times per second for `duration`, inside
+/// `ns`, recording each outcome.
+fn repeat(
+    ns: &str,
+    size: usize,
+    rate: f64,
+    duration: Duration,
+    exchange: impl Fn() -> Result<Duration, String> + Send + 'static,
+) -> JoinHandle<Result<Requests, String>> {
     in_namespace(ns, move || {
         let start = Instant::now();
-        let mut out = Requests {
-            timeline: Timeline::new(Duration::from_millis(100)),
-            ..Requests::default()
-        };
+        let mut out = Requests::new();
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
         let mut next = start;
         while start.elapsed() < duration {
-            match tcp_exchange(to, size, timeout) {
-                Ok(latency) => {
-                    out.ok += 1;
-                    out.latencies.push(latency);
-                    out.timeline.add(start.elapsed(), size as u64);
+            match exchange() {
+                Ok(latency) => out.ok(start.elapsed(), latency, size),
+                Err(e) => out.failed(e),
+            }
+            next = pace(next, interval);
+        }
+        Ok(out)
+    })
+}
+
+/// `rate` echo exchanges per second of `size` bytes on one long-lived connection (a session
+/// that must survive a path change) for `duration`, inside `ns`. An exchange that does not
+/// complete within `timeout` ends the run: the session was reset or lost.
+pub fn tcp_session(
+    ns: &str,
+    to: SocketAddr,
+    size: usize,
+    rate: f64,
+    duration: Duration,
+    timeout: Duration,
+) -> JoinHandle<Result<Requests, String>> {
+    in_namespace(ns, move || {
+        let start = Instant::now();
+        let mut out = Requests::new();
+        let mut s = match TcpStream::connect_timeout(&to, timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                out.failed(format!("connect: {e}"));
+                return Ok(out);
+            }
+        };
+        tune(&s, timeout)?;
+        let (msg, data) = echo_request(size);
+        let mut back = vec![0u8; size];
+        let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
+        let mut next = start;
+        while start.elapsed() < duration {
+            let sent = Instant::now();
+            let r = s.write_all(&msg).and_then(|()| s.read_exact(&mut back));
+            match r {
+                Ok(()) if back == data => out.ok(start.elapsed(), sent.elapsed(), size),
+                Ok(()) => {
+                    out.failed("the echo differs from what was sent".into());
+                    break;
                 }
                 Err(e) => {
-                    out.failed += 1;
-                    out.first_error.get_or_insert(e);
+                    out.failed(format!("the session broke: {e}"));
+                    break;
                 }
             }
-            next += interval;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+            next = pace(next, interval);
         }
         Ok(out)
     })
@@ -366,32 +456,8 @@ pub fn http_browse(
     duration: Duration,
     timeout: Duration,
 ) -> JoinHandle<Result<Requests, String>> {
-    in_namespace(ns, move || {
-        let start = Instant::now();
-        let mut out = Requests {
-            timeline: Timeline::new(Duration::from_millis(100)),
-            ..Requests::default()
-        };
-        let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
-        let mut next = start;
-        while start.elapsed() < duration {
-            match http_get(to, size, timeout) {
-                Ok(latency) => {
-                    out.ok += 1;
-                    out.latencies.push(latency);
-                    out.timeline.add(start.elapsed(), size as u64);
-                }
-                Err(e) => {
-                    out.failed += 1;
-                    out.first_error.get_or_insert(e);
-                }
-            }
-            next += interval;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        Ok(out)
+    repeat(ns, size, rate, duration, move || {
+        http_get(to, size, timeout)
     })
 }
 
@@ -413,8 +479,8 @@ impl Bulk {
 }
 
 /// Uploads on one connection for `duration` (at most `rate_bps` bits per second when given),
-/// inside `ns`; the server's acknowledgements measure what arrived. A stall (the path is gone)
-/// ends in an error after `stall`; what arrived until then is kept.
+/// inside `ns`; the server's acknowledgements measure what arrived. A stall longer than `stall`
+/// (the path is gone) is noted in `error` and the upload keeps trying until `duration`.
 pub fn tcp_bulk(
     ns: &str,
     to: SocketAddr,
@@ -441,18 +507,26 @@ pub fn tcp_bulk(
             std::thread::spawn(move || read_acks(reader, start, &acks, &done, stall))
         };
         let chunk = vec![0x5au8; 16 * 1024];
-        let mut sent = 0u64;
+        let (mut sent, mut skipped) = (0u64, 0u64);
         let mut error = None;
         while start.elapsed() < duration {
             if let Some(bps) = rate_bps {
+                // A token bucket of 256 KiB: after a stall the upload resumes at its pace
+                // instead of sending everything it missed at once.
                 let allowed = (start.elapsed().as_secs_f64() * bps as f64 / 8.0) as u64;
-                if sent >= allowed {
+                let burst = 256 * 1024;
+                if allowed > sent + skipped + burst {
+                    skipped = allowed - sent - burst;
+                }
+                if sent + skipped >= allowed {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
             }
             match s.write_all(&chunk) {
                 Ok(()) => sent += chunk.len() as u64,
+                // A full send buffer while the path is gone: TCP retransmits; keep waiting.
+                Err(e) if is_timeout(&e) => {}
                 Err(e) => {
                     error = Some(format!("send: {e}"));
                     break;
@@ -574,10 +648,7 @@ pub fn udp_stream(
             // A send error (no route for a moment) is a lost packet, not the end.
             let _ = s.send(&msg);
             sent += 1;
-            next += interval;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+            next = pace(next, interval);
         }
         std::thread::sleep(Duration::from_millis(300));
         done.store(true, Ordering::Relaxed);
@@ -621,6 +692,15 @@ fn receive_stream(s: UdpSocket, start: Instant, done: &AtomicBool) -> Stream {
         last = Some(now);
     }
     out
+}
+
+/// Sleeps until `next + interval` and returns it; a sender that fell behind (an exchange
+/// waited for a lost path) starts again from now instead of catching up in a burst.
+fn pace(next: Instant, interval: Duration) -> Instant {
+    let now = Instant::now();
+    let next = (next + interval).max(now);
+    std::thread::sleep(next - now);
+    next
 }
 
 /// Whether a TCP connection to `to` opens within `timeout` (a denied flow never does).

@@ -76,31 +76,9 @@ fn every_tenant_reaches_exactly_the_services_its_policies_allow() {
             .unwrap_or_else(|_| panic!("client thread panicked"))
             .unwrap_or_else(|e| panic!("{e}"));
         for (t, allowed, worked) in rows {
-            let (port, src, dst) = (t.port.to_string(), client.address.addr(), t.address);
-            let (src, dst) = (src.to_string(), dst.to_string());
-            let lan = lab.plan.router(STORE).and_then(|r| r.lan.as_ref());
-            let ingress = match (lan, client.vlan) {
-                (Some(l), Some(v)) => format!("{}@{v}", l.interface),
-                (Some(l), None) => l.interface.clone(),
-                (None, _) => panic!("{STORE} has no LAN"),
-            };
+            let to = SocketAddr::from((t.address, t.port));
             let explain = lab
-                .ctl_json(
-                    STORE,
-                    &[
-                        "explain",
-                        "--ingress",
-                        &ingress,
-                        "--src",
-                        &src,
-                        "--dst",
-                        &dst,
-                        "--proto",
-                        &t.proto.to_string(),
-                        "--dport",
-                        &port,
-                    ],
-                )
+                .explain(STORE, &tenant, to, t.proto)
                 .unwrap_or_else(|e| panic!("{e}"));
             let said = explain["allowed"].as_bool().unwrap_or(false);
             let as_service = explain["service"].as_str().unwrap_or("");

@@ -66,6 +66,7 @@ fn router(name: &str, role: RouterRole, interfaces: Vec<Interface>) -> Router {
             placement: None,
             ha: None,
             limits: None,
+            path_monitoring: None,
         },
     )
 }

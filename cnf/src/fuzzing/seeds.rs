@@ -115,6 +115,10 @@ pub fn seeds() -> Vec<Seed> {
         sll_big_endian(&wan),
     );
 
+    for (name, bytes) in bfd_seeds() {
+        add("bfd", name, bytes);
+    }
+
     add(
         "pipeline",
         "seed-tcp-encrypt-handshake",
@@ -523,4 +527,26 @@ fn sll_big_endian(packets: &[Vec<u8>]) -> Vec<u8> {
         file.extend_from_slice(&cooked);
     }
     file
+}
+
+/// A peer's first packet (Down, unauthenticated) and the store's first authenticated packets
+/// as its path monitor builds them (BFD payloads).
+fn bfd_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = vec![(
+        "seed-bfd-down",
+        vec![
+            0x20, 0x40, 0x03, 0x18, 0x5c, 0x10, 0xb9, 0xe4, 0, 0, 0, 0, 0x00, 0x0f, 0x42, 0x40,
+            0x00, 0x04, 0x93, 0xe0, 0, 0, 0xc3, 0x50,
+        ],
+    )];
+    let (now, edge, _) = super::pipeline::lab_tables(0);
+    let mut monitor = crate::path::monitor::PathMonitor::new(now, edge, 7);
+    let mut sent = Vec::new();
+    monitor.transmit(now, &mut sent);
+    if let Some((_, packet)) = sent.first()
+        && let Some(payload) = packet.get(28..)
+    {
+        out.push(("seed-bfd-store-first-authenticated", payload.to_vec()));
+    }
+    out
 }

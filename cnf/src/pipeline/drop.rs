@@ -73,6 +73,12 @@ pub struct Counters {
     pub sessions_expired: u64,
     pub sessions_closed_by_peer: u64,
     pub sessions_rebound: u64,
+    /// Sessions set up on a path that misses their SLA (no path met it).
+    pub sessions_sla_fallback: u64,
+    /// UDP/ICMP sessions re-established at another location when theirs became unreachable.
+    pub sessions_relocated: u64,
+    /// TCP sessions reset (RST to the client) because their location became unreachable.
+    pub sessions_reset: u64,
     pub metadata_sent: u64,
     pub metadata_received: u64,
     /// Packets for the router itself, handed to the host.
@@ -89,6 +95,9 @@ impl Default for Counters {
             sessions_expired: 0,
             sessions_closed_by_peer: 0,
             sessions_rebound: 0,
+            sessions_sla_fallback: 0,
+            sessions_relocated: 0,
+            sessions_reset: 0,
             metadata_sent: 0,
             metadata_received: 0,
             local: 0,

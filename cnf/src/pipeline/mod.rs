@@ -22,9 +22,13 @@
 //!    "disable forward metadata") until a forward packet arrives without metadata.
 //! 4. **Established**: one lookup, the NAT rewrite with incremental checksums, a TTL decrement.
 //!    `authenticate` / `encrypt` sessions add the per-packet trailer.
-//! 5. **Path change**: when the session's path is down, the next forward packet moves it to the
-//!    next path the policy allows, with a new waypoint 5-tuple, and carries metadata again; the
-//!    egress router finds the session by UUID and re-binds it to the new 5-tuple. No reset.
+//! 5. **Path change**: the path book ([`crate::path::book`], fed by the path monitor) keeps,
+//!    per SLA class and peer, the path sessions should use. When a session's path is no longer
+//!    it (down, breaking the SLA, or a preferred path back after its hold-down), the next
+//!    forward packet moves it there with a new waypoint 5-tuple and metadata again; the egress
+//!    router finds the session by UUID and re-binds it. No reset. When no path to the
+//!    session's location is up but another location is reachable, a UDP/ICMP session is
+//!    re-established there and a TCP session is reset (RST to the client, see `reset.rs`).
 //! 6. **End**: idle timeouts per protocol and TCP state; an ingress router that expires a
 //!    session tells its peer with an authenticated control message (TLV 24 "delete session").
 //!
@@ -47,6 +51,7 @@
 
 mod drop;
 pub mod ip;
+mod reset;
 mod tables;
 #[doc(hidden)]
 pub mod testbed;
@@ -62,6 +67,7 @@ use signpost_proto::v1::{Direction as PolicyDirection, LoadBalancing, SecurityMo
 use crate::classify::{RuleId, ServiceId, TenantId};
 use crate::guard::Guard;
 use crate::packet::ip_protocol;
+use crate::path::book::{PathBook, PathReport};
 use crate::qos::Policer;
 use crate::security::{self, ReplayWindow, SessionKey, TRAILER_LEN};
 use crate::session::{
@@ -162,6 +168,25 @@ pub struct Svr {
     key: Option<SessionKey>,
 }
 
+/// A path choice: the location's peer, the path, and whether it misses the SLA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Choice {
+    peer: u16,
+    path: u16,
+    fallback: bool,
+}
+
+/// Orders locations in [`Pipeline::choose`]: SLA fallback last, then by the service's mode.
+type Rank = (bool, u64, u64, u64, usize);
+
+/// What [`Pipeline::move_session`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Moved {
+    Moved,
+    /// A TCP session whose location is gone: answer the client with a reset.
+    Reset,
+}
+
 /// A control message waiting for [`Pipeline::poll_transmit`].
 #[derive(Clone, Debug)]
 struct ControlTx {
@@ -181,8 +206,8 @@ pub struct Pipeline {
     tables: Arc<Tables>,
     sessions: SessionTable<Svr>,
     counters: Counters,
-    /// Per peer, per path: up?
-    path_up: Vec<Vec<bool>>,
+    /// Path liveness and quality (from the path monitor) and the path each SLA class uses.
+    paths: PathBook,
     peer_sessions: Vec<u32>,
     waypoint_cursor: u32,
     uuid_seed: [u64; 2],
@@ -271,11 +296,7 @@ fn crypto_dir(reply: bool) -> security::Direction {
 impl Pipeline {
     pub fn new(now: Instant, tables: Arc<Tables>, options: Options) -> Self {
         let sessions = SessionTable::new(now, tables.limits, tables.timeouts, options.hash_seed);
-        let path_up = tables
-            .peers
-            .iter()
-            .map(|p| vec![true; p.paths.len()])
-            .collect();
+        let paths = PathBook::for_tables(&tables);
         let peer_sessions = vec![0; tables.peers.len()];
         let guard = Guard::new(now, &tables.guard, tenant_names(&tables), options.hash_seed);
         let policer = Policer::new(now, &tables.qos);
@@ -283,7 +304,7 @@ impl Pipeline {
             tables,
             sessions,
             counters: Counters::default(),
-            path_up,
+            paths,
             peer_sessions,
             waypoint_cursor: (options.hash_seed as u32) & 0xffff,
             uuid_seed: options.uuid_seed,
@@ -317,8 +338,9 @@ impl Pipeline {
         self.sessions.reserve(sessions);
     }
 
-    /// Marks a peer path up or down (from path monitoring). Sessions on a down path move to the
-    /// next allowed path on their next forward packet.
+    /// Marks a peer path up or down at once, without hold-down (an override; the path
+    /// monitor reports through [`Pipeline::set_path_health`]). Sessions whose path is no
+    /// longer their class's target move on their next forward packet.
     pub fn set_path_up(&mut self, peer: &str, path_id: &str, up: bool) -> bool {
         let Some(p) = self.tables.peer_named(peer) else {
             return false;
@@ -329,15 +351,31 @@ impl Pipeline {
         let Some(i) = paths.paths.iter().position(|x| x.id == path_id) else {
             return false;
         };
-        if let Some(slot) = self
-            .path_up
-            .get_mut(usize::from(p))
-            .and_then(|v| v.get_mut(i))
-        {
-            *slot = up;
-            return true;
+        self.paths.force(usize::from(p), i, up)
+    }
+
+    /// Takes the path monitor's report (liveness and quality of every path) and re-evaluates
+    /// path choices at `now`. A report made for other tables (a config change in between) is
+    /// ignored: the next one will match. Never per packet: on change and on a timer.
+    pub fn set_path_health(&mut self, now: Instant, report: &PathReport) -> bool {
+        if !Arc::ptr_eq(&report.tables, &self.tables) {
+            return false;
         }
-        false
+        report.apply(&mut self.paths);
+        self.paths.evaluate(now);
+        true
+    }
+
+    /// Path liveness, quality and choices as this pipeline uses them.
+    pub fn path_book(&self) -> &PathBook {
+        &self.paths
+    }
+
+    /// Where a new session of `service` under `rule` would go now: (peer index, path index,
+    /// whether no path meets the SLA). For `explain`.
+    pub fn path_choice(&self, service: ServiceId, rule: RuleId) -> Option<(u16, u16, bool)> {
+        self.choose(service, rule)
+            .map(|c| (c.peer, c.path, c.fallback))
     }
 
     /// Installs a new config. Live sessions are re-resolved by name; those the new config no
@@ -348,11 +386,7 @@ impl Pipeline {
         self.sessions.set_limits(new.limits, new.timeouts);
         self.guard.configure(&new.guard, tenant_names(&new));
         self.policer = Policer::new(self.sessions.base(), &new.qos);
-        self.path_up = new
-            .peers
-            .iter()
-            .map(|p| vec![true; p.paths.len()])
-            .collect();
+        self.paths = self.paths.carry_over(&old, &new);
         self.peer_sessions = vec![0; new.peers.len()];
         let ids: Vec<SessionId> = self.sessions.iter().map(|(id, _)| id).collect();
         for id in ids {
@@ -471,6 +505,10 @@ impl Pipeline {
                 if !w.owns(p.dst()) {
                     return Err(DropReason::NotForwarded);
                 }
+                if crate::path::is_bfd(p.protocol, p.key.src_port(), p.key.dst_port()) {
+                    // For the path monitor, also when a NAT's answer lands on a waypoint port.
+                    return Ok(Action::Local);
+                }
                 let payload = pkt.data().get(p.payload..p.end).unwrap_or(&[]);
                 if !w.is_waypoint_port(p.key.dst_port()) || !svr::starts_with_cookie(payload) {
                     if w.is_waypoint_port(p.key.dst_port()) && p.protocol != ip_protocol::ICMP {
@@ -478,7 +516,9 @@ impl Pipeline {
                     }
                     return Ok(Action::Local);
                 }
-                let id = self.open_from_wan(now, wan, pkt, &p)?;
+                let Some(id) = self.open_from_wan(now, wan, pkt, &p)? else {
+                    return Ok(Action::Consumed);
+                };
                 self.established(
                     now,
                     ingress,
@@ -494,58 +534,60 @@ impl Pipeline {
         }
     }
 
-    /// Chooses the location (peer) and path for a new session of `service` under `rule`.
-    fn choose(&self, service: ServiceId, rule: RuleId) -> Option<(u16, u16)> {
-        let info = self.tables.classifier.rule_info(rule);
-        let prefs = &info.path_preference;
+    /// Chooses the location (peer) and path for a new session of `service` under `rule`: per
+    /// location, the path book's target for the rule's SLA class (see [`crate::path::book`]);
+    /// across locations, those whose target meets the SLA first, then the service's mode:
+    /// failover by priority, least-loaded by live sessions, proximity by measured latency
+    /// (configured cost while unmeasured).
+    fn choose(&self, service: ServiceId, rule: RuleId) -> Option<Choice> {
         let mode = self.tables.classifier.service_info(service).load_balancing;
-        let mut best: Option<((u64, u64, usize), u16, u16)> = None;
+        let class = self.paths.class_of(rule);
+        let mut best: Option<(Rank, Choice)> = None;
         for (order, route) in self.tables.routes_of(service).iter().enumerate() {
-            let Some(peer) = self.tables.peers.get(usize::from(route.peer)) else {
+            let Some((path, fallback)) = self.paths.target(class, route.peer) else {
                 continue;
             };
-            let up = self.path_up.get(usize::from(route.peer));
-            let path_ok = |i: usize| up.and_then(|u| u.get(i)).copied().unwrap_or(false);
-            let mut chosen: Option<(usize, u32)> = None;
-            if prefs.is_empty() {
-                for (i, path) in peer.paths.iter().enumerate() {
-                    if path_ok(i) && chosen.is_none_or(|(_, c)| path.cost < c) {
-                        chosen = Some((i, path.cost));
-                    }
-                }
-            } else {
-                for vector in prefs {
-                    for (i, path) in peer.paths.iter().enumerate() {
-                        if &path.vector == vector
-                            && path_ok(i)
-                            && chosen.is_none_or(|(_, c)| path.cost < c)
-                        {
-                            chosen = Some((i, path.cost));
-                        }
-                    }
-                    if chosen.is_some() {
-                        break;
-                    }
-                }
-            }
-            let Some((path, cost)) = chosen else { continue };
-            let load = u64::from(
-                self.peer_sessions
-                    .get(usize::from(route.peer))
-                    .copied()
-                    .unwrap_or(0),
-            );
-            let rank = match mode {
-                LoadBalancing::Failover => (u64::from(route.priority), 0, order),
-                LoadBalancing::LeastLoaded => (load, u64::from(route.priority), order),
-                // Until path latency is measured, the configured cost stands in for proximity.
-                _ => (u64::from(cost), u64::from(route.priority), order),
+            let Some(cost) = self
+                .tables
+                .peers
+                .get(usize::from(route.peer))
+                .and_then(|p| p.paths.get(usize::from(path)))
+                .map(|p| u64::from(p.cost))
+            else {
+                continue;
             };
-            if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
-                best = Some((rank, route.peer, path as u16));
+            let priority = u64::from(route.priority);
+            let rank = match mode {
+                LoadBalancing::Failover => (fallback, priority, 0, 0, order),
+                LoadBalancing::LeastLoaded => {
+                    let load = self
+                        .peer_sessions
+                        .get(usize::from(route.peer))
+                        .copied()
+                        .unwrap_or(0);
+                    (fallback, u64::from(load), priority, 0, order)
+                }
+                _ => {
+                    let latency = self
+                        .paths
+                        .health_at(usize::from(route.peer), usize::from(path))
+                        .and_then(|h| h.quality.latency_us)
+                        .map_or(u64::MAX, u64::from);
+                    (fallback, latency, cost, priority, order)
+                }
+            };
+            if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+                best = Some((
+                    rank,
+                    Choice {
+                        peer: route.peer,
+                        path,
+                        fallback,
+                    },
+                ));
             }
         }
-        best.map(|(_, peer, path)| (peer, path))
+        best.map(|(_, c)| c)
     }
 
     fn open_from_lan(
@@ -571,7 +613,8 @@ impl Pipeline {
         }
         let security = effective(info.security);
         self.guard.admit(now, tenant, rule, p.src())?;
-        let (peer_ix, path_ix) = self.choose(service, rule).ok_or(DropReason::NoPath)?;
+        let choice = self.choose(service, rule).ok_or(DropReason::NoPath)?;
+        let (peer_ix, path_ix) = (choice.peer, choice.path);
         let tables = Arc::clone(&self.tables);
         let peer = tables
             .peers
@@ -632,18 +675,22 @@ impl Pipeline {
             *n += 1;
         }
         self.counters.sessions_created += 1;
+        if choice.fallback {
+            self.counters.sessions_sla_fallback += 1;
+        }
         Ok(id)
     }
 
     /// A WAN packet with metadata and no session: a new session from a peer, or a known session
-    /// (by UUID) arriving on a new path.
+    /// (by UUID) arriving on a new path; `None` for a control message about a session this
+    /// router no longer has (both ends closed it; the peer's "delete session" came second).
     fn open_from_wan(
         &mut self,
         now: Instant,
         wan: u8,
         pkt: &PacketBuf<'_>,
         p: &ip::Parsed,
-    ) -> Result<SessionId, DropReason> {
+    ) -> Result<Option<SessionId>, DropReason> {
         let payload = pkt
             .data()
             .get(p.payload..p.end)
@@ -688,7 +735,10 @@ impl Pipeline {
                 s.state.metadata_tx = true;
             }
             self.counters.sessions_rebound += 1;
-            return Ok(id);
+            return Ok(Some(id));
+        }
+        if meta.control_message.is_some() {
+            return Ok(None);
         }
         let c = &self.tables.classifier;
         let tenant = c
@@ -766,30 +816,38 @@ impl Pipeline {
             *n += 1;
         }
         self.counters.sessions_created += 1;
-        Ok(id)
+        Ok(Some(id))
     }
 
-    /// Moves an ingress session off a path that went down. `Err` when no allowed path is up.
-    fn move_session(&mut self, id: SessionId) -> Result<(), DropReason> {
-        let (service, rule, protocol) = {
+    /// Moves an ingress session whose path is no longer its class's target: to the new target
+    /// on the same peer (new waypoint 5-tuple, metadata again, the peer re-binds by UUID); when
+    /// no path to its peer is up but another location of the service is reachable, a UDP or
+    /// ICMP session is re-established there (same UUID, keys of the new peer: a new session
+    /// for that router) and a TCP session is reset (the other location's server does not know
+    /// the connection). `Err` when no allowed path is up anywhere: the packet is dropped and
+    /// the session waits.
+    fn move_session(&mut self, id: SessionId) -> Result<Moved, DropReason> {
+        let (service, rule, protocol, peer_now) = {
             let s = self.sessions.get(id).ok_or(DropReason::NoSession)?;
-            (s.state.service, s.state.rule, s.key(Side::Lan).protocol())
+            let st = &s.state;
+            (st.service, st.rule, s.key(Side::Lan).protocol(), st.peer)
         };
-        let (peer_ix, path_ix) = self.choose(service, rule).ok_or(DropReason::NoPath)?;
+        let class = self.paths.class_of(rule);
+        let (peer_ix, path_ix) = match self.paths.target(class, peer_now) {
+            Some((path, _)) => (peer_now, path),
+            None => {
+                let choice = self.choose(service, rule).ok_or(DropReason::NoPath)?;
+                if protocol == ip_protocol::TCP {
+                    return Ok(Moved::Reset);
+                }
+                (choice.peer, choice.path)
+            }
+        };
         let peer = self
             .tables
             .peers
             .get(usize::from(peer_ix))
             .ok_or(DropReason::NoPath)?;
-        let same_peer = self
-            .sessions
-            .get(id)
-            .is_some_and(|s| s.state.peer == peer_ix);
-        if !same_peer {
-            // Another location would be a new session to a different server; a live session
-            // stays with its peer and waits for a path to it.
-            return Err(DropReason::NoPath);
-        }
         let path = peer
             .paths
             .get(usize::from(path_ix))
@@ -807,14 +865,36 @@ impl Pipeline {
             64,
         )
         .ok_or(DropReason::WaypointsExhausted)?;
+        let relocated = peer_ix != peer_now;
+        let peer_key = peer.keys.current();
         self.sessions.rebind_wan(id, key).map_err(refused)?;
         if let Some(s) = self.sessions.get_mut(id) {
-            s.state.path = path_ix;
-            s.state.wan = path.wan as u8;
-            s.state.metadata_tx = true;
+            let uuid = *s.uuid();
+            let st = &mut s.state;
+            st.path = path_ix;
+            st.wan = path.wan as u8;
+            st.metadata_tx = true;
+            if relocated {
+                // A new session for the other router: its key, its sequence numbers.
+                st.peer = peer_ix;
+                st.security_id = peer_key.security_id();
+                st.key = (st.security != SecurityMode::None)
+                    .then(|| SessionKey::derive(peer_key, &uuid));
+                st.replay = ReplayWindow::new();
+            }
         }
-        self.counters.sessions_rebound += 1;
-        Ok(())
+        if relocated {
+            if let Some(n) = self.peer_sessions.get_mut(usize::from(peer_now)) {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(n) = self.peer_sessions.get_mut(usize::from(peer_ix)) {
+                *n += 1;
+            }
+            self.counters.sessions_relocated += 1;
+        } else {
+            self.counters.sessions_rebound += 1;
+        }
+        Ok(Moved::Moved)
     }
 
     fn established(
@@ -852,16 +932,14 @@ impl Pipeline {
         if !self.policer.admit(now, usize::from(rule.0), p.end) {
             return Err(self.guard.refuse(TenantId(tenant), DropReason::RateLimited));
         }
-        if role == Role::Ingress && !hit.reply {
-            let up = self
-                .path_up
-                .get(usize::from(path.0))
-                .and_then(|v| v.get(usize::from(path.1)))
-                .copied()
-                .unwrap_or(false);
-            if !up {
-                self.move_session(hit.id)?;
-            }
+        if role == Role::Ingress
+            && !hit.reply
+            && !self
+                .paths
+                .is_target(self.paths.class_of(rule), path.0, path.1)
+            && self.move_session(hit.id)? == Moved::Reset
+        {
+            return self.reset_to_client(hit.id, pkt, &p);
         }
         ip::decrement_ttl(pkt.data_mut(), &p)?;
         let tables = &*self.tables;

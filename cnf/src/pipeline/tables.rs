@@ -94,6 +94,8 @@ pub struct PeerPath {
     pub wan: usize,
     pub remote: IpAddr,
     pub remote_ports: (u16, u16),
+    /// The peer's interface at the far end (for names both routers agree on).
+    pub remote_interface: String,
     pub vector: String,
     pub cost: u32,
 }
@@ -134,6 +136,8 @@ pub struct Tables {
     pub qos: QosConfig,
     /// Per-rule and per-tenant admission rates (`crate::guard`).
     pub guard: GuardConfig,
+    /// BFD settings as configured (the path monitor applies its defaults to zero fields).
+    pub path_monitoring: signpost_proto::v1::PathMonitoring,
     pub version: String,
 }
 
@@ -239,6 +243,7 @@ impl Tables {
                     wan,
                     remote: address(&path.remote_address, &what)?,
                     remote_ports: ports(path.remote_waypoint_ports.as_ref(), &what)?,
+                    remote_interface: path.remote_interface.clone(),
                     vector: path.vector.clone(),
                     cost: path.cost,
                 });
@@ -332,6 +337,7 @@ impl Tables {
             timeouts,
             qos,
             guard,
+            path_monitoring: config.path_monitoring.unwrap_or_default(),
             version: version.to_string(),
         })
     }

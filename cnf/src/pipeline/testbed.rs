@@ -29,17 +29,6 @@ pub const HUB_LAN: Ingress = Ingress {
     vlan: None,
 };
 
-/// A packet through one pipeline: the action and the bytes after it.
-pub fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..packet.len()].copy_from_slice(packet);
-    let mut pkt = PacketBuf::new(&mut buf, packet.len());
-    let action = p.handle(now, ingress, &mut pkt);
-    let len = pkt.len();
-    buf.truncate(len);
-    (action, buf)
-}
-
 /// The key both routers hold for each other, security id 7.
 pub const KEY: [u8; 32] = [0x42; 32];
 /// A POS terminal, in tenant `pos` (VLAN 10 at the store).
@@ -244,4 +233,16 @@ pub fn hub_config(security: pb::SecurityMode) -> pb::RouterConfig {
         }],
         ..Default::default()
     }
+}
+
+/// One packet through `p`: the action and the bytes after it (a 2 KiB buffer, as a driver's).
+pub fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (Action, Vec<u8>) {
+    let mut buf = vec![0u8; 2048];
+    let len = packet.len().min(buf.len());
+    buf[..len].copy_from_slice(&packet[..len]);
+    let mut pkt = PacketBuf::new(&mut buf, len);
+    let action = p.handle(now, ingress, &mut pkt);
+    let len = pkt.len();
+    buf.truncate(len);
+    (action, buf)
 }

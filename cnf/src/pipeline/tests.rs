@@ -597,6 +597,29 @@ fn an_expired_session_is_closed_at_the_hub_by_a_control_message() {
     assert!(lab.edge.poll_transmit(&mut buf).is_none());
 }
 
+/// Both ends expire a session on their own clocks; when the hub's went first, the store's
+/// "delete session" finds nothing to delete: consumed, not a drop (it used to be counted as
+/// `bad_metadata`, once per session, in the lab's drop tables).
+#[test]
+fn a_delete_for_a_session_the_hub_already_closed_is_consumed_quietly() {
+    let mut lab = Lab::new(pb::SecurityMode::None);
+    lab.store_to_hub(POS, &udp_packet(CLIENT, 5004, TELEMETRY, 9000, 64, b"x"));
+    let later = lab.now + Duration::from_secs(31);
+    lab.hub.poll_timers(later, 1024);
+    assert_eq!(lab.hub.sessions().len(), 0);
+    lab.edge.poll_timers(later, 1024);
+    let mut buf = [0u8; 512];
+    let (_, len) = lab
+        .edge
+        .poll_transmit(&mut buf)
+        .expect("a delete-session message");
+    let drops_before = lab.hub.counters().drops;
+    let (a, _) = run(&mut lab.hub, later, WAN0, &buf[..len]);
+    assert_eq!(a, Action::Consumed);
+    assert_eq!(lab.hub.counters().drops, drops_before);
+    assert_eq!(lab.hub.counters().sessions_created, 1);
+}
+
 /// The same for a session of an `encrypt` policy: the control message carries both trailers,
 /// as every metadata packet of such a session does, or the hub cannot open it.
 #[test]

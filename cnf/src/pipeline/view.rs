@@ -8,6 +8,7 @@ use signpost_proto::v1::SecurityMode;
 
 use super::{Pipeline, Role, mode_name};
 use crate::classify::TenantId;
+use crate::path::book::PathHealth;
 use crate::session::{FlowKey, Side, TcpState};
 
 /// One session, by name.
@@ -41,7 +42,12 @@ pub struct PathView {
     pub path: String,
     pub wan: String,
     pub vector: String,
+    /// Usable: up, or not yet known (no BFD verdict).
     pub up: bool,
+    /// Liveness and quality as the path monitor last reported them.
+    pub health: PathHealth,
+    /// Up but breaking the SLA of some policy that may use it.
+    pub degraded: bool,
     pub sessions: u64,
 }
 
@@ -126,17 +132,15 @@ impl Pipeline {
         for (p, peer) in self.tables.peers.iter().enumerate() {
             for (i, path) in peer.paths.iter().enumerate() {
                 let wan = self.tables.wans.get(path.wan);
+                let health = self.paths.health_at(p, i).unwrap_or_default();
                 out.push(PathView {
                     peer: peer.name.clone(),
                     path: path.id.clone(),
                     wan: wan.map(|w| w.name.clone()).unwrap_or_default(),
                     vector: path.vector.clone(),
-                    up: self
-                        .path_up
-                        .get(p)
-                        .and_then(|v| v.get(i))
-                        .copied()
-                        .unwrap_or(false),
+                    up: health.usable(),
+                    health,
+                    degraded: self.paths.degraded(p, i),
                     sessions: on_path.get(p).and_then(|v| v.get(i)).copied().unwrap_or(0),
                 });
             }

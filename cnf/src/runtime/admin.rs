@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status};
 use super::Runtime;
 use crate::classify::TenantId;
 use crate::packet::ip_protocol;
+use crate::path::bfd::State as BfdState;
+use crate::path::book::Liveness;
 use crate::session::FlowKey;
 
 /// Sessions returned when a request asks for no limit.
@@ -65,6 +67,94 @@ fn counter(name: &str, labels: &[(&str, &str)], value: u64) -> Counter {
     }
 }
 
+/// The paths' state (BFD and SLA), as `ListPaths` and the metrics show it.
+fn path_statuses(runtime: &Runtime) -> Vec<PathStatus> {
+    let (monitor, _) = runtime.path_monitor(Instant::now());
+    runtime
+        .paths()
+        .into_iter()
+        .map(|p| {
+            let bfd = monitor
+                .iter()
+                .find(|m| m.peer == p.peer && m.path == p.path)
+                .map(|m| m.state);
+            let state = match (bfd, p.health.liveness) {
+                _ if p.degraded => PathState::Degraded,
+                (Some(BfdState::Up), _) | (None, Liveness::Up) => PathState::Up,
+                (Some(BfdState::Init), _) => PathState::Init,
+                (Some(_), _) | (None, Liveness::Down) => PathState::Down,
+                // No monitor verdict yet (or monitoring disabled): in use, state unknown.
+                (None, Liveness::Unknown) => PathState::Unspecified,
+            };
+            let q = p.health.quality;
+            PathStatus {
+                peer: p.peer,
+                path_id: p.path,
+                state: state as i32,
+                latency_us: q.latency_us.unwrap_or(0),
+                jitter_us: q.jitter_us.unwrap_or(0),
+                loss_ppm: q.loss_ppm.unwrap_or(0),
+                sessions: p.sessions,
+            }
+        })
+        .collect()
+}
+
+/// Path gauges (state, quality, sessions) and the path monitor's counters.
+fn path_counters(runtime: &Runtime) -> Vec<Counter> {
+    let mut out = Vec::new();
+    for p in path_statuses(runtime) {
+        let labels = [("peer", p.peer.as_str()), ("path", p.path_id.as_str())];
+        let up = matches!(
+            PathState::try_from(p.state),
+            Ok(PathState::Up | PathState::Degraded)
+        );
+        out.push(counter("signpost_path_up", &labels, u64::from(up)));
+        out.push(counter(
+            "signpost_path_degraded",
+            &labels,
+            u64::from(p.state == PathState::Degraded as i32),
+        ));
+        out.push(counter(
+            "signpost_path_latency_us",
+            &labels,
+            u64::from(p.latency_us),
+        ));
+        out.push(counter(
+            "signpost_path_jitter_us",
+            &labels,
+            u64::from(p.jitter_us),
+        ));
+        out.push(counter(
+            "signpost_path_loss_ppm",
+            &labels,
+            u64::from(p.loss_ppm),
+        ));
+        out.push(counter("signpost_path_sessions", &labels, p.sessions));
+    }
+    let (_, bfd) = runtime.path_monitor(Instant::now());
+    for (name, _, value) in bfd.named() {
+        out.push(counter(
+            "signpost_bfd_packets_total",
+            &[("event", name)],
+            value,
+        ));
+    }
+    let t = runtime.path_monitor_timing();
+    out.push(counter("signpost_bfd_timer_wakeups_total", &[], t.wakeups));
+    out.push(counter(
+        "signpost_bfd_timer_late_us_total",
+        &[],
+        t.late_total_us,
+    ));
+    out.push(counter(
+        "signpost_bfd_timer_late_max_us",
+        &[],
+        t.late_max_us,
+    ));
+    out
+}
+
 /// Every counter of the router, named as the Prometheus exporter names them.
 pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
     let snap = runtime.counters();
@@ -100,6 +190,9 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
         ("expired", p.sessions_expired),
         ("closed-by-peer", p.sessions_closed_by_peer),
         ("rebound", p.sessions_rebound),
+        ("sla-fallback", p.sessions_sla_fallback),
+        ("relocated", p.sessions_relocated),
+        ("reset-location-down", p.sessions_reset),
     ] {
         out.push(counter(
             "signpost_session_events_total",
@@ -163,6 +256,7 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
         }
         out.push(counter("signpost_qos_queue_bytes", &labels, s.queue_bytes));
     }
+    out.extend(path_counters(runtime));
     for (device, s) in runtime.port_stats() {
         for (what, value) in [
             ("rx_packets", s.rx_packets),
@@ -291,45 +385,37 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
             .push("this router fronts the service: delivered on its LAN".into());
         return Ok(out);
     }
-    let Some(route) = tables.routes_of(service).first() else {
+    if tables.routes_of(service).is_empty() {
         let step = format!("no peer of this router fronts {}", out.service);
         return deny(out, "no-route", step);
+    }
+    let preference = info.path_preference.join(", ");
+    let Some((peer, path, fallback)) = runtime.path_choice(&tables, service, rule) else {
+        let step = format!(
+            "no path the policy allows ([{preference}]) is up towards any location of {}",
+            out.service
+        );
+        return deny(out, "no-path", step);
     };
-    let Some(peer) = tables.peers.get(usize::from(route.peer)) else {
+    let Some(peer) = tables.peers.get(usize::from(peer)) else {
         return deny(out, "no-route", "the service's peer is gone".into());
     };
-    out.peer = peer.name.clone();
-    let preference = &info.path_preference;
-    let path = if preference.is_empty() {
-        peer.paths.first()
-    } else {
-        preference
-            .iter()
-            .find_map(|v| peer.paths.iter().find(|p| &p.vector == v))
+    let Some(p) = peer.paths.get(usize::from(path)) else {
+        return deny(out, "no-path", "the chosen path is gone".into());
     };
-    match path {
-        Some(p) => {
-            out.path_id = p.id.clone();
-            out.allowed = true;
-            out.steps.push(format!(
-                "to peer {} over path {} ({}), path preference [{}]; the live path state can \
-                 move it to the next allowed path",
-                peer.name,
-                p.id,
-                p.vector,
-                preference.join(", ")
-            ));
-            Ok(out)
-        }
-        None => {
-            let step = format!(
-                "peer {} has no path with a vector the policy allows ([{}])",
-                peer.name,
-                preference.join(", ")
-            );
-            deny(out, "no-path", step)
-        }
-    }
+    out.peer = peer.name.clone();
+    out.path_id = p.id.clone();
+    out.allowed = true;
+    let why = if fallback {
+        "no allowed path meets the policy's SLA now: the least bad one"
+    } else {
+        "the best allowed path that is up and meets the policy's SLA"
+    };
+    out.steps.push(format!(
+        "to peer {} over path {} ({}), path preference [{preference}]: {why}",
+        peer.name, p.id, p.vector,
+    ));
+    Ok(out)
 }
 
 /// The class, rate limits and admission limits a session under `rule` gets, in words.
@@ -419,18 +505,7 @@ impl Admin for AdminService {
         &self,
         _request: Request<ListPathsRequest>,
     ) -> Result<Response<ListPathsResponse>, Status> {
-        let paths = self
-            .runtime
-            .paths()
-            .into_iter()
-            .map(|p| PathStatus {
-                peer: p.peer,
-                path_id: p.path,
-                state: if p.up { PathState::Up } else { PathState::Down } as i32,
-                sessions: p.sessions,
-                ..Default::default()
-            })
-            .collect();
+        let paths = path_statuses(&self.runtime);
         Ok(Response::new(ListPathsResponse { paths }))
     }
 

@@ -40,6 +40,22 @@ fn help(name: &str) -> &'static str {
         "signpost_interface_tx_bytes_total" => "Bytes sent per interface",
         "signpost_interface_dropped_rx_total" => "Frames the driver dropped on receive",
         "signpost_interface_dropped_tx_total" => "Frames the driver dropped on transmit",
+        "signpost_path_up" => "1 when the peer path's BFD session is up",
+        "signpost_path_degraded" => "1 when the path is up but breaks the SLA of a policy using it",
+        "signpost_path_latency_us" => {
+            "Round-trip latency (smoothed over BFD Poll/Final exchanges), microseconds"
+        }
+        "signpost_path_jitter_us" => "Round-trip jitter (RFC 3550 estimator), microseconds",
+        "signpost_path_loss_ppm" => "Packet loss over the last 10 s, parts per million",
+        "signpost_path_sessions" => "Sessions on the path",
+        "signpost_bfd_packets_total" => "BFD packets the path monitor handled, by event",
+        "signpost_bfd_timer_wakeups_total" => "Path monitor timer wake-ups",
+        "signpost_bfd_timer_late_us_total" => {
+            "Summed lateness of path monitor timer wake-ups, microseconds"
+        }
+        "signpost_bfd_timer_late_max_us" => {
+            "Largest lateness of a path monitor timer wake-up, microseconds"
+        }
         "signpost_interface_kernel_rx_dropped_total" => {
             "Frames the kernel dropped before the driver"
         }

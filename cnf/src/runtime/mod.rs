@@ -32,6 +32,7 @@
 pub mod admin;
 pub mod metrics;
 pub mod neighbor;
+pub mod paths;
 pub mod raw;
 pub mod worker;
 
@@ -48,6 +49,7 @@ use signpost_proto::v1::RouterConfig;
 use crate::control::ConfigSink;
 use crate::io::{self, IoConfig, PortId, PortStats};
 use crate::packet::MacAddress;
+use crate::path::monitor::{BfdCounters, MonitorView};
 use crate::pipeline::{Counters, DropReason, Options, PathView, SessionView, Tables};
 use raw::RawSenders;
 use worker::{SessionForwarder, Worker};
@@ -107,7 +109,9 @@ runtime_counters! {
     echo_replies => "echo-replies": "ICMP echo requests to the router answered",
     local_dropped => "local-dropped": "other packets for the router itself, dropped",
     raw_send_errors => "raw-send-errors": "router-originated frames the kernel refused",
-    originated => "originated": "SVR control messages sent",
+    originated => "originated": "router-originated packets sent (SVR control messages, BFD)",
+    bfd_received => "bfd-received": "BFD packets handed to the path monitor",
+    bfd_queue_full => "bfd-queue-full": "BFD packets dropped: the path monitor's queue was full",
 }
 
 /// The device names a config's interfaces use, WANs first.
@@ -209,6 +213,9 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.sessions_expired += from.sessions_expired;
     into.sessions_closed_by_peer += from.sessions_closed_by_peer;
     into.sessions_rebound += from.sessions_rebound;
+    into.sessions_sla_fallback += from.sessions_sla_fallback;
+    into.sessions_relocated += from.sessions_relocated;
+    into.sessions_reset += from.sessions_reset;
     into.metadata_sent += from.metadata_sent;
     into.metadata_received += from.metadata_received;
     into.local += from.local;
@@ -222,6 +229,8 @@ pub struct Runtime {
     io: Option<io::Running>,
     stop: Arc<AtomicBool>,
     housekeeping: Option<JoinHandle<()>>,
+    path_monitor: paths::MonitorShared,
+    monitor_thread: Option<JoinHandle<()>>,
 }
 
 fn lock(worker: &Mutex<Worker>) -> std::sync::MutexGuard<'_, Worker> {
@@ -261,9 +270,11 @@ impl Runtime {
         let raw = Arc::new(RawSenders::open(&devices).map_err(|e| e.to_string())?);
         let now = Instant::now();
         let mut workers = Vec::new();
+        let (bfd_tx, bfd_rx) = std::sync::mpsc::sync_channel(paths::QUEUE);
         let running = io::start(&options.io, |_queue| {
             let mut worker = Worker::new(ports.clone(), raw.clone(), now);
             worker.link_share = options.io.queues.len().max(1) as u32;
+            worker.set_path_monitor(bfd_tx.clone());
             if let Some(tables) = slot.current() {
                 worker.install(now, tables, slot.generation(), options.pipeline);
             }
@@ -287,6 +298,21 @@ impl Runtime {
                 .spawn(move || housekeeping(&slot, &workers, &stop, pipeline_options))
                 .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?
         };
+        drop(bfd_tx);
+        let path_monitor = paths::MonitorShared::default();
+        let monitor_thread = {
+            let (slot, workers, stop, shared) = (
+                slot.clone(),
+                workers.clone(),
+                stop.clone(),
+                path_monitor.clone(),
+            );
+            let seed = options.pipeline.hash_seed ^ 0x6266_6473;
+            std::thread::Builder::new()
+                .name("path-monitor".into())
+                .spawn(move || paths::run(&slot, &workers, &stop, &bfd_rx, &shared, seed))
+                .map_err(|e| format!("cannot start the path monitor thread: {e}"))?
+        };
         Ok(Runtime {
             slot,
             ports,
@@ -294,6 +320,8 @@ impl Runtime {
             io: Some(running),
             stop,
             housekeeping: Some(housekeeping),
+            path_monitor,
+            monitor_thread: Some(monitor_thread),
         })
     }
 
@@ -344,6 +372,46 @@ impl Runtime {
         out
     }
 
+    /// The path monitor's view of every path (BFD state, discriminators, quality), and its
+    /// counters; empty before the first config.
+    pub fn path_monitor(&self, now: Instant) -> (Vec<MonitorView>, BfdCounters) {
+        let m = self
+            .path_monitor
+            .monitor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match m.as_ref() {
+            Some(m) => (m.views(now), *m.counters()),
+            None => (Vec::new(), BfdCounters::default()),
+        }
+    }
+
+    /// Where the first worker would send a new session of `service` under `rule` now, as
+    /// (peer, path) indexes of `tables` and whether it misses the SLA; `None` when no path is
+    /// up (or the worker runs other tables).
+    pub fn path_choice(
+        &self,
+        tables: &Arc<Tables>,
+        service: crate::classify::ServiceId,
+        rule: crate::classify::RuleId,
+    ) -> Option<(u16, u16, bool)> {
+        let w = lock(self.workers.first()?);
+        let p = w.pipeline.as_ref()?;
+        if !Arc::ptr_eq(p.tables(), tables) {
+            return None;
+        }
+        p.path_choice(service, rule)
+    }
+
+    /// How punctual the path monitor thread's timers are.
+    pub fn path_monitor_timing(&self) -> paths::Timing {
+        *self
+            .path_monitor
+            .timing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn counters(&self) -> CounterSnapshot {
         let mut snap = CounterSnapshot {
             config_version: self
@@ -384,6 +452,9 @@ impl Runtime {
     fn shutdown(&mut self) -> Result<(), String> {
         self.stop.store(true, Ordering::Release);
         if let Some(h) = self.housekeeping.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.monitor_thread.take() {
             let _ = h.join();
         }
         match self.io.take() {

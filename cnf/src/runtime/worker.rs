@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::neighbor::{Neighbors, Resolution};
+use super::paths::{BfdPacket, BfdSender};
 use super::raw::RawSenders;
 use super::{Port, RuntimeCounters};
 use crate::io::l3::L3Forwarder;
@@ -44,6 +45,8 @@ pub struct Worker {
     pub(super) wan_queues: WanQueues,
     /// Workers that share each WAN link (each shapes to its part of the capacity).
     pub(super) link_share: u32,
+    /// Where BFD packets for the router go (the path monitor thread).
+    bfd: Option<BfdSender>,
 }
 
 impl Worker {
@@ -67,7 +70,13 @@ impl Worker {
             counters: RuntimeCounters::default(),
             wan_queues: WanQueues::new(now),
             link_share: 1,
+            bfd: None,
         }
+    }
+
+    /// Hands BFD packets for the router to the path monitor from now on.
+    pub fn set_path_monitor(&mut self, sender: BfdSender) {
+        self.bfd = Some(sender);
     }
 
     /// Runs `tables` from now on (a first config starts the pipeline; later ones go through
@@ -192,6 +201,12 @@ impl Worker {
             Action::Forward(egress) => self.forward(now, frame, l2, ip_len, egress),
             Action::Local => {
                 let _ = frame.set_len(l2 + ip_len);
+                if let Interface::Wan(wan) = interface
+                    && let Some(ip) = frame.data().get(l2..)
+                    && self.hand_to_path_monitor(now, wan, ip)
+                {
+                    return Verdict::Drop;
+                }
                 self.local(port, port_mac, frame, l2)
             }
             Action::Consumed | Action::Drop(_) => Verdict::Drop,
@@ -275,6 +290,27 @@ impl Worker {
         } else {
             self.counters.neighbor_queue_full += 1;
         }
+    }
+
+    /// A BFD packet goes to the path monitor (true: taken, or dropped for a full queue).
+    fn hand_to_path_monitor(&mut self, now: Instant, wan: u8, ip: &[u8]) -> bool {
+        let Some(tx) = &self.bfd else { return false };
+        let Ok(p) = crate::pipeline::ip::parse(ip) else {
+            return false;
+        };
+        if !crate::path::is_bfd(p.protocol, p.key.src_port(), p.key.dst_port()) {
+            return false;
+        }
+        let packet = BfdPacket {
+            at: now,
+            wan,
+            packet: ip.get(..p.end).unwrap_or(ip).to_vec(),
+        };
+        match tx.try_send(packet) {
+            Ok(()) => self.counters.bfd_received += 1,
+            Err(_) => self.counters.bfd_queue_full += 1,
+        }
+        true
     }
 
     /// A packet for the router itself: ICMP echo requests are answered on the port they came

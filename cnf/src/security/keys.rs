@@ -56,6 +56,13 @@ impl PeerKey {
         self.epoch
     }
 
+    /// Key material for another protocol between the same two routers (BFD authentication):
+    /// `HKDF-SHA256(salt = label, ikm = peer key, info = label || security id, L = N)`, so
+    /// that it reveals nothing about the SVR keys.
+    pub fn derive<const N: usize>(&self, label: &[u8]) -> [u8; N] {
+        hkdf_sha256(label, &self.key, &[label, &self.security_id.to_be_bytes()])
+    }
+
     #[inline]
     pub(crate) fn mac(&self) -> &hmac::Key {
         &self.mac

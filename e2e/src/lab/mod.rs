@@ -246,6 +246,11 @@ impl RetailLab {
         }
     }
 
+    /// CPU time router `name` has used so far.
+    pub fn router_cpu(&self, name: &str) -> Option<Duration> {
+        self.routers.get(name).and_then(Child::cpu_time)
+    }
+
     /// How many configs router `name` has applied so far (its log's `config applied` lines).
     pub fn configs_applied(&self, name: &str) -> usize {
         self.routers.get(name).map_or(0, |c| {
@@ -373,6 +378,33 @@ impl RetailLab {
         Ok((self.transit(transit)?, wan.port.clone()))
     }
 
+    /// The store switch's access port of `tenant`'s client at `router`: (switch namespace,
+    /// device). Capture there to see the original packets, untagged.
+    pub fn lan_port(&self, router: &str, tenant: &str) -> Result<(&Namespace, String), String> {
+        let c = self
+            .plan
+            .client(router, tenant)
+            .ok_or_else(|| format!("store `{router}` has no network of tenant `{tenant}`"))?;
+        let i = self
+            .plan
+            .clients
+            .iter()
+            .filter(|x| x.router == router)
+            .position(|x| x == c)
+            .ok_or("client")?;
+        let sw = self
+            .ns
+            .switches
+            .get(router)
+            .ok_or_else(|| format!("store `{router}` has no switch"))?;
+        Ok((sw, format!("p{i}")))
+    }
+
+    /// The VLAN programs of the lab (for a kernel router terminating a store VLAN).
+    pub fn vlans(&self) -> Result<vlan::Programs, String> {
+        vlan::Programs::new(&self.dir.path().join("bpf"))
+    }
+
     /// Cuts `router`'s WAN `interface` on the transit side (the far end loses carrier).
     pub fn cut(&self, router: &str, interface: &str) -> Result<(), String> {
         let (ns, port) = self.wan_port(router, interface)?;
@@ -409,6 +441,48 @@ impl RetailLab {
         full.push("--json");
         let text = self.ctl(router, &full)?;
         serde_json::from_str(&text).map_err(|e| format!("signpostctl {args:?} --json: {e}"))
+    }
+
+    /// `signpostctl explain --json` at store `router` for the first packet of a `proto` flow
+    /// from `tenant`'s client to `to` (its LAN interface and VLAN, its address, from the plan).
+    pub fn explain(
+        &self,
+        router: &str,
+        tenant: &str,
+        to: SocketAddr,
+        proto: Proto,
+    ) -> Result<serde_json::Value, String> {
+        let client = self
+            .plan
+            .client(router, tenant)
+            .ok_or_else(|| format!("store `{router}` has no network of tenant `{tenant}`"))?;
+        let lan = self
+            .plan
+            .router(router)
+            .and_then(|r| r.lan.as_ref())
+            .ok_or_else(|| format!("router `{router}` has no LAN"))?;
+        let ingress = match client.vlan {
+            Some(v) => format!("{}@{v}", lan.interface),
+            None => lan.interface.clone(),
+        };
+        let (src, dst) = (client.address.addr().to_string(), to.ip().to_string());
+        let (proto, port) = (proto.to_string(), to.port().to_string());
+        self.ctl_json(
+            router,
+            &[
+                "explain",
+                "--ingress",
+                &ingress,
+                "--src",
+                &src,
+                "--dst",
+                &dst,
+                "--proto",
+                &proto,
+                "--dport",
+                &port,
+            ],
+        )
     }
 
     /// Router `router`'s `/metrics`, parsed.

@@ -113,6 +113,23 @@ impl Programs {
         }
     }
 
+    /// Makes `dev` (a kernel router's LAN device) the end of VLAN `vid`: tagged frames of
+    /// `vid` in, untagged to the kernel; the kernel's frames out tagged.
+    pub fn endpoint(&self, ns: &Namespace, dev: &str, vid: u16) -> Result<(), String> {
+        let obj = self.object(vid)?.display().to_string();
+        ns.exec("tc", &["qdisc", "add", "dev", dev, "clsact"])?;
+        for (hook, program) in [("ingress", "untag"), ("egress", "tag")] {
+            ns.exec(
+                "tc",
+                &[
+                    "filter", "add", "dev", dev, hook, "bpf", "da", "obj", &obj, "sec", "tc",
+                    "program", program,
+                ],
+            )?;
+        }
+        self.trunk_port(ns, dev)
+    }
+
     /// Makes `dev` a trunk: tags travel in the frame.
     pub fn trunk_port(&self, ns: &Namespace, dev: &str) -> Result<(), String> {
         ns.exec("ethtool", &["-K", dev, "txvlan", "off"]).map(drop)

@@ -215,12 +215,15 @@ pub fn encode(
         ..Default::default()
     }
     .encode_to_vec();
+    // Fields 13 on, from the router's own spec: a few bytes, encoded each time.
+    let trailer = selection.trailer().encode_to_vec();
     let len = header.bytes.len()
         + contents.len()
         + own.peers.iter().map(|(_, p)| p.bytes.len()).sum::<usize>()
         + pieces.qos.len()
         + limits.len()
-        + pieces.epoch.len();
+        + pieces.epoch.len()
+        + trailer.len();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&header.bytes);
     out.extend_from_slice(contents);
@@ -230,6 +233,7 @@ pub fn encode(
     out.extend_from_slice(&pieces.qos);
     out.extend_from_slice(&limits);
     out.extend_from_slice(&pieces.epoch);
+    out.extend_from_slice(&trailer);
     own.header = Some(header);
     out
 }

@@ -190,6 +190,7 @@ fn router(n: &'static str) -> impl Strategy<Value = Router> {
                     placement: None,
                     ha: None,
                     limits: None,
+                    path_monitoring: None,
                 },
             )
         })

@@ -338,6 +338,7 @@ impl<'w> Selection<'w> {
             qos_classes: tail.qos_classes,
             limits: Some(limits(self.entry.router.spec.limits.as_ref())),
             key_epoch: tail.key_epoch,
+            path_monitoring: self.trailer().path_monitoring,
             ..self.header()
         }
     }
@@ -372,6 +373,33 @@ impl<'w> Selection<'w> {
             lan_interfaces,
             ..Default::default()
         }
+    }
+
+    /// The fields from the router's own spec numbered after the tail (13 on), the others
+    /// left empty: encoded last, so that the assembled encoding stays in field order.
+    pub fn trailer(&self) -> pb::RouterConfig {
+        let spec = &self.entry.router.spec;
+        pb::RouterConfig {
+            path_monitoring: spec.path_monitoring.as_ref().map(path_monitoring),
+            ..Default::default()
+        }
+    }
+}
+
+fn path_monitoring(m: &crate::crd::PathMonitoring) -> pb::PathMonitoring {
+    use crate::crd::BfdAuthentication;
+    let interval = m.interval_ms.unwrap_or(0);
+    pb::PathMonitoring {
+        min_tx_ms: interval,
+        min_rx_ms: interval,
+        multiplier: m.multiplier.map_or(0, u32::from),
+        authentication: match m.authentication {
+            None => pb::BfdAuthentication::Unspecified,
+            Some(BfdAuthentication::PeerKey) => pb::BfdAuthentication::PeerKey,
+            Some(BfdAuthentication::None) => pb::BfdAuthentication::None,
+        } as i32,
+        hold_down_ms: m.hold_down_ms.unwrap_or(0),
+        disabled: m.disabled,
     }
 }
 

@@ -681,6 +681,11 @@ fn an_unchanged_intent_reselects_nothing() {
 fn qos_classes_rate_limits_capacities_and_router_limits_reach_the_router() {
     let c = retail();
     let store = cfg(&c.routers["store-0142"]);
+    assert_eq!(
+        c.routers["store-0142"].encoded,
+        store.encode_to_vec(),
+        "assembled in field order with the router's own limits between the shared pieces"
+    );
     assert_eq!(store.qos_classes, signpost_cnf::qos::default_classes());
     let critical = store
         .qos_classes
@@ -731,4 +736,53 @@ fn qos_classes_rate_limits_capacities_and_router_limits_reach_the_router() {
     let tables = signpost_cnf::pipeline::Tables::new(&store, "v").expect("the router takes it");
     assert_eq!(tables.limits.max_half_open_per_tenant, 2000);
     assert_eq!(tables.guard.tenant_rate(), 500);
+}
+
+#[test]
+fn path_monitoring_settings_reach_the_router_config() {
+    let intent = yaml(
+        r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Router
+metadata: {name: store-1}
+spec:
+  role: edge
+  pathMonitoring: {intervalMs: 20, multiplier: 5, authentication: none, holdDownMs: 2000}
+  interfaces:
+    - {name: wan, role: wan, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Router
+metadata: {name: hub-1}
+spec:
+  role: hub
+  interfaces:
+    - {name: wan, role: wan, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}
+"#,
+    );
+    let c = compile(&intent, &options());
+    let out = c.routers.get("store-1").expect("store-1 compiled");
+    let store = cfg(out);
+    assert_eq!(
+        out.encoded,
+        store.encode_to_vec(),
+        "assembled in field order: what the router re-encodes hashes to the version"
+    );
+    assert_eq!(
+        store.path_monitoring,
+        Some(pb::PathMonitoring {
+            min_tx_ms: 20,
+            min_rx_ms: 20,
+            multiplier: 5,
+            authentication: pb::BfdAuthentication::None as i32,
+            hold_down_ms: 2000,
+            disabled: false,
+        })
+    );
+    let hub = c
+        .routers
+        .get("hub-1")
+        .map(|o| cfg(o))
+        .expect("hub-1 compiled");
+    assert_eq!(hub.path_monitoring, None, "absent: the router's defaults");
 }

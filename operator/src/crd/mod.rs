@@ -19,8 +19,8 @@ mod tenant;
 pub use common::{InterfaceAddress, IpAddress, ObjectName, Prefix, Status, SymbolicName};
 pub use policy::{Direction, Policy, PolicySpec, Priority, RateLimit, SecurityMode, Sla};
 pub use router::{
-    HighAvailability, Interface, InterfaceRole, LanNetwork, Multus, Peering, Placement, Router,
-    RouterLimits, RouterRole, RouterSpec, RouterStatus,
+    BfdAuthentication, HighAvailability, Interface, InterfaceRole, LanNetwork, Multus,
+    PathMonitoring, Peering, Placement, Router, RouterLimits, RouterRole, RouterSpec, RouterStatus,
 };
 pub use service::{
     LoadBalancing, PortRange, Protocol, Service, ServiceLocation, ServiceSpec, TrafficClass,

@@ -54,6 +54,9 @@ pub struct RouterSpec {
     /// Unset fields take the router's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<RouterLimits>,
+    /// How the router watches its peer paths (BFD). Absent: 50 ms × 3, authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_monitoring: Option<PathMonitoring>,
 }
 
 /// Session limits of one router. Unset: the router's default.
@@ -215,6 +218,38 @@ pub struct HighAvailability {
     /// Replicate the session table to the standby.
     #[serde(default)]
     pub state_sync: bool,
+}
+
+/// BFD on the router's peer paths. Both routers of a pair must agree on `authentication`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMonitoring {
+    /// BFD transmit and receive interval once a path is up, in milliseconds (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub interval_ms: Option<u32>,
+    /// Packets missed before a path counts as down (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 255))]
+    pub multiplier: Option<u8>,
+    /// `peerKey` (default: Meticulous Keyed SHA1 with a key from the peer key) or `none`
+    /// (for BFD peers without it; peers behind NAT then cannot be learned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<BfdAuthentication>,
+    /// How long a recovered path must meet its SLAs before sessions move back (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 600000))]
+    pub hold_down_ms: Option<u32>,
+    /// No BFD: every path counts as up.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum BfdAuthentication {
+    PeerKey,
+    None,
 }
 
 /// Router status: the common fields plus what the router has applied.

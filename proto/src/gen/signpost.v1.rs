@@ -34,6 +34,32 @@ pub struct RouterConfig {
     /// The key rotation epoch the per-peer keys were derived for.
     #[prost(uint64, tag = "12")]
     pub key_epoch: u64,
+    /// How this router monitors its peer paths; absent: the defaults.
+    #[prost(message, optional, tag = "13")]
+    pub path_monitoring: ::core::option::Option<PathMonitoring>,
+}
+/// Path monitoring with BFD (RFC 5880 asynchronous mode; RFC 5883 multihop when the peer is
+/// behind a gateway). Zero fields take the router's defaults.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PathMonitoring {
+    /// Desired Min TX Interval once a session is Up, in milliseconds (0: 50).
+    #[prost(uint32, tag = "1")]
+    pub min_tx_ms: u32,
+    /// Required Min RX Interval, in milliseconds (0: 50).
+    #[prost(uint32, tag = "2")]
+    pub min_rx_ms: u32,
+    /// Detect Mult: packets missed before a path is declared down (0: 3).
+    #[prost(uint32, tag = "3")]
+    pub multiplier: u32,
+    #[prost(enumeration = "BfdAuthentication", tag = "4")]
+    pub authentication: i32,
+    /// A recovered path must meet its SLAs this long before sessions move back to it
+    /// (0: 5000).
+    #[prost(uint32, tag = "5")]
+    pub hold_down_ms: u32,
+    /// No BFD at all: every path counts as up (for peers that cannot answer BFD).
+    #[prost(bool, tag = "6")]
+    pub disabled: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Label {
@@ -313,6 +339,38 @@ pub struct Limits {
     /// Seconds a half-open TCP session is kept without a reply (0: router default).
     #[prost(uint32, tag = "9")]
     pub tcp_half_open_timeout_s: u32,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum BfdAuthentication {
+    /// Meticulous Keyed SHA1 with a key derived from the peer key.
+    Unspecified = 0,
+    PeerKey = 1,
+    /// None (for BFD peers without the peer key, such as FRR's bfdd in tests). NATed peers
+    /// cannot be learned without authentication.
+    None = 2,
+}
+impl BfdAuthentication {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "BFD_AUTHENTICATION_UNSPECIFIED",
+            Self::PeerKey => "BFD_AUTHENTICATION_PEER_KEY",
+            Self::None => "BFD_AUTHENTICATION_NONE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "BFD_AUTHENTICATION_UNSPECIFIED" => Some(Self::Unspecified),
+            "BFD_AUTHENTICATION_PEER_KEY" => Some(Self::PeerKey),
+            "BFD_AUTHENTICATION_NONE" => Some(Self::None),
+            _ => None,
+        }
+    }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
