@@ -59,6 +59,10 @@ impl Call {
         }
     }
 
+    pub fn method(&self) -> &http::Method {
+        &self.method
+    }
+
     pub fn get(path: &str) -> Self {
         Self::new(http::Method::GET, path)
     }
@@ -296,6 +300,14 @@ pub fn now() -> SystemTime {
 
 /// A context whose client talks to the mock; leader unless told otherwise.
 pub fn context(ca: Arc<CertificateAuthority>) -> (Arc<Context>, Handle, Inputs) {
+    context_with(ca, |_| {})
+}
+
+/// [`context`], changed by `adjust` before it is shared (caches of workloads, say).
+pub fn context_with(
+    ca: Arc<CertificateAuthority>,
+    adjust: impl FnOnce(&mut Context),
+) -> (Arc<Context>, Handle, Inputs) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let (report, report_rx) = watch::channel(Arc::new(Report::default()));
@@ -321,6 +333,7 @@ pub fn context(ca: Arc<CertificateAuthority>) -> (Arc<Context>, Handle, Inputs) 
         ca,
     );
     ctx.clock = Arc::new(now);
+    adjust(&mut ctx);
     (
         Arc::new(ctx),
         handle,

@@ -163,7 +163,7 @@ impl Context {
     }
 
     /// Whether the workload is in the cache (true when there is no cache, as in tests).
-    fn workload_cached(&self, namespace: &str, kind: &str, name: &str) -> bool {
+    pub(crate) fn workload_cached(&self, namespace: &str, kind: &str, name: &str) -> bool {
         match kind {
             "Deployment" => self
                 .deployments

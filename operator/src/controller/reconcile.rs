@@ -349,8 +349,10 @@ async fn ensure_workload(router: &Router, ctx: &Context, now: SystemTime) -> Res
                 .patch(&name, &apply_params(), &Patch::Apply(d))
                 .await
                 .map_err(kube_error(format!("applying Deployment {ns}/{name}")))?;
-            leading(ctx)?;
-            delete_absent(&daemonsets, &name).await?;
+            if ctx.workload_cached(ns, "DaemonSet", &name) {
+                leading(ctx)?;
+                delete_absent(&daemonsets, &name).await?;
+            }
             applied.metadata.generation
         }
         App::DaemonSet(d) => {
@@ -359,8 +361,10 @@ async fn ensure_workload(router: &Router, ctx: &Context, now: SystemTime) -> Res
                 .patch(&name, &apply_params(), &Patch::Apply(d))
                 .await
                 .map_err(kube_error(format!("applying DaemonSet {ns}/{name}")))?;
-            leading(ctx)?;
-            delete_absent(&deployments, &name).await?;
+            if ctx.workload_cached(ns, "Deployment", &name) {
+                leading(ctx)?;
+                delete_absent(&deployments, &name).await?;
+            }
             applied.metadata.generation
         }
     };
@@ -384,7 +388,9 @@ async fn ensure_workload(router: &Router, ctx: &Context, now: SystemTime) -> Res
     Ok(())
 }
 
-/// Deletes `name` if it exists: the Router changed between Deployment and DaemonSet.
+/// Deletes `name` if it exists: the Router changed between Deployment and DaemonSet. Called
+/// only when the cache of the operator's workloads holds it (always without a cache): every
+/// periodic re-apply of every Router would otherwise cost a DELETE answered 404.
 async fn delete_absent<K>(api: &Api<K>, name: &str) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
