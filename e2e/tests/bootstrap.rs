@@ -5,7 +5,8 @@
 //!
 //! Everything runs in one fresh network namespace (only `lo`), so the router can touch no
 //! device of the machine: it enrolls and connects, then fails to open the example's devices,
-//! which do not exist there. Without root the tests print `SKIPPED: ...` and pass (under `CI` as root, a missing tool fails).
+//! which do not exist there. Without root the tests print `SKIPPED: ...` and pass (under `CI`
+//! as root, a missing tool fails).
 //!
 //! A second test gives the namespace the devices the router's config names and follows the
 //! probes a router pod is given: `/healthz` answers while the router waits to enroll,

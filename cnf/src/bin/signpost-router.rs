@@ -11,9 +11,12 @@
 //! (see `signpost_cnf::control::bootstrap`), and the identity is kept in `STATE_DIR/identity`,
 //! which later starts use without enrolling again.
 //!
-//! At start the router applies its last-known-good config (if any) and dials the operator;
-//! once it has a config it opens the interfaces (those given, or the devices the config
-//! names) and forwards. SIGINT or SIGTERM stops it.
+//! At start the router serves its metrics port (`/metrics`, and the probes `/healthz` and
+//! `/readyz`), applies its last-known-good config (if any) and dials the operator; once it has
+//! a config it opens the interfaces (those given, or the devices the config names) and
+//! forwards. `/healthz` answers 200 from the start and, once forwarding, 503 when the packet
+//! I/O workers stop making progress; `/readyz` answers 200 once the data plane runs with a
+//! config. SIGINT or SIGTERM stops it.
 
 use std::future::Future;
 use std::net::SocketAddr;
