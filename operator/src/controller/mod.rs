@@ -80,7 +80,7 @@ use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use crate::bootstrap::Enrollment;
 use crate::compiler::{Options, Severity};
 use crate::crd::{Policy, Router, Service, Tenant};
-use crate::distribution::{self, Distribution, RouterState};
+use crate::distribution::{self, Distribution, RouterState, ServingCert};
 use crate::identity::{CertificateAuthority, Validity};
 use crate::metrics::Metrics;
 use reconcile::Applied;
@@ -278,14 +278,15 @@ pub async fn run(
     let cluster_ca = ca::load_or_create(&secrets, &options.ca_secret).await?;
     let ca = Arc::new(cluster_ca.ca);
     let names = options.server_names();
-    let serving = ca
-        .issue_operator(&names, Validity::days_from_now(365))
+    let validity = Validity::days_from_now(SERVING_DAYS);
+    let not_after = validity.not_after;
+    let issued = ca
+        .issue_operator(&names, validity)
         .map_err(|e| e.to_string())?;
-    let tls = distribution::server_tls_for(
-        &serving,
-        &PathBuf::from(format!("Secret {op_ns}/{}", options.ca_secret)),
-    )
-    .map_err(|e| e.to_string())?;
+    let origin = PathBuf::from(format!("Secret {op_ns}/{}", options.ca_secret));
+    let serving = Arc::new(ServingCert::new(&issued, &origin).map_err(|e| e.to_string())?);
+    let tls = distribution::server_tls_serving(ca.cert_pem(), Arc::clone(&serving), &origin)
+        .map_err(|e| e.to_string())?;
     let compile_options = Options {
         key_master: cluster_ca.key_master,
         key_epoch: options.key_epoch,
@@ -302,6 +303,15 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+
+    tokio::spawn(renew_serving(
+        Arc::clone(&ca),
+        names,
+        serving,
+        origin,
+        not_after,
+        stopped(),
+    ));
 
     let distribution = Distribution::new();
     let metrics = Arc::new(Metrics::default());
@@ -449,6 +459,68 @@ pub async fn run(
         let _ = m.await;
     }
     served
+}
+
+/// The operator's serving certificate lasts this long and is issued again (in memory, from the
+/// CA) [`reconcile::RENEW_BEFORE`] before it ends: the process may run longer than a year.
+pub const SERVING_DAYS: u32 = 365;
+
+/// How long until the serving certificate ending at `not_after` is due to be issued again.
+pub fn until_renewal(not_after: SystemTime, now: SystemTime) -> Duration {
+    not_after
+        .checked_sub(reconcile::RENEW_BEFORE)
+        .and_then(|due| due.duration_since(now).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Issues the serving certificate again when it is due; new handshakes present the new one.
+async fn renew_serving(
+    ca: Arc<CertificateAuthority>,
+    names: Vec<String>,
+    serving: Arc<ServingCert>,
+    origin: PathBuf,
+    mut not_after: SystemTime,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut retry = false;
+    loop {
+        // At most a day at a time: the wall clock may be set while this sleeps.
+        let wait = if retry {
+            Duration::from_secs(3600)
+        } else {
+            until_renewal(not_after, SystemTime::now()).min(Duration::from_secs(86_400))
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if until_renewal(not_after, SystemTime::now()) > Duration::ZERO {
+            retry = false;
+            continue;
+        }
+        let validity = Validity::days_from_now(SERVING_DAYS);
+        let next = validity.not_after;
+        let renewed = ca
+            .issue_operator(&names, validity)
+            .map_err(|e| e.to_string())
+            .and_then(|issued| serving.replace(&issued, &origin).map_err(|e| e.to_string()));
+        match renewed {
+            Ok(()) => {
+                not_after = next;
+                retry = false;
+                tracing::info!(
+                    "issued the operator's serving certificate again, for {SERVING_DAYS} days"
+                );
+            }
+            Err(e) => {
+                retry = true;
+                tracing::error!(
+                    "renewing the operator's serving certificate: {e}; retrying in an hour"
+                );
+            }
+        }
+    }
 }
 
 /// Where the compile loop sends the objects whose status may have changed.

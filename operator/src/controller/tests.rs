@@ -635,6 +635,23 @@ async fn a_name_too_long_for_a_label_is_reported_instead_of_applied() {
     server.done().await;
 }
 
+#[test]
+fn the_serving_certificate_is_renewed_30_days_before_it_ends() {
+    let now = now();
+    let day = Duration::from_secs(86_400);
+    let not_after = now + 365 * day;
+    assert_eq!(super::until_renewal(not_after, now), 335 * day);
+    assert_eq!(
+        super::until_renewal(not_after, now + 335 * day),
+        Duration::ZERO
+    );
+    assert_eq!(
+        super::until_renewal(not_after, now + 400 * day),
+        Duration::ZERO,
+        "overdue: at once"
+    );
+}
+
 // Leader election.
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/signpost/leases/signpost-operator";
