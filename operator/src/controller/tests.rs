@@ -19,7 +19,7 @@ use super::lease::{LeaseClient, LeaseSettings};
 use super::reconcile::{FINALIZER, reconcile_object, reconcile_router};
 use super::tokens::{self, SecretTokens};
 use super::world::{Kind, ObjectFacts, ObjectKey, Report, RouterFacts};
-use crate::bootstrap::{Refusal, TokenRecord, TokenStore};
+use crate::bootstrap::{Refusal, Token, TokenRecord, TokenStore};
 use crate::compiler::Diagnostic;
 use crate::crd::{Policy, PolicySpec, Router, RouterSpec, RouterStatus, Status};
 use crate::distribution::{Outcome, RouterState};
@@ -686,6 +686,15 @@ fn lease(holder: &str, rv: &str) -> Value {
     })
 }
 
+/// No Lease, then `holder` creates it.
+fn lease_created(holder: &str) -> [Call; 2] {
+    [
+        Call::get(LEASE).not_found(),
+        Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
+            .reply(201, lease(holder, "1")),
+    ]
+}
+
 /// The API server failing to read the Lease.
 fn lease_failure() -> Call {
     Call::get(LEASE).reply(
@@ -752,16 +761,9 @@ async fn a_leader_that_cannot_renew_steps_down_before_its_lease_can_be_taken() {
     let (mut client, handle) = lease_client("pod-a");
     let t0 = Instant::now();
     let wall = SystemTime::now();
-    let server = ApiServer::expect(
-        handle,
-        vec![
-            Call::get(LEASE).not_found(),
-            Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
-                .reply(201, lease("pod-a", "1")),
-            lease_failure(),
-            lease_failure(),
-        ],
-    );
+    let mut calls = Vec::from(lease_created("pod-a"));
+    calls.extend([lease_failure(), lease_failure()]);
+    let server = ApiServer::expect(handle, calls);
     assert!(client.round(t0, wall).await);
     assert!(
         client.round(t0 + Duration::from_secs(9), wall).await,
@@ -804,22 +806,18 @@ async fn a_held_lease_is_followed_then_taken_over_once_it_stood_still() {
 #[tokio::test(start_paused = true)]
 async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline() {
     let (client, handle) = lease_client("pod-a");
-    let server = ApiServer::expect(
-        handle,
-        vec![
-            // t = 0: created, leader until t = 10.
-            Call::get(LEASE).not_found(),
-            Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
-                .reply(201, lease("pod-a", "1")),
-            // t = 2, 4, 6: the API server fails; t = 8: it hangs past the deadline.
-            lease_failure(),
-            lease_failure(),
-            lease_failure(),
-            Call::get(LEASE).unanswered(),
-            // On shutdown the replica reads the Lease to release it: someone else's by then.
-            Call::get(LEASE).reply(200, lease("pod-b", "9")),
-        ],
-    );
+    // t = 0: created, leader until t = 10.
+    let mut calls = Vec::from(lease_created("pod-a"));
+    calls.extend([
+        // t = 2, 4, 6: the API server fails; t = 8: it hangs past the deadline.
+        lease_failure(),
+        lease_failure(),
+        lease_failure(),
+        Call::get(LEASE).unanswered(),
+        // On shutdown the replica reads the Lease to release it: someone else's by then.
+        Call::get(LEASE).reply(200, lease("pod-b", "9")),
+    ]);
+    let server = ApiServer::expect(handle, calls);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let start = tokio::time::Instant::now();
@@ -882,8 +880,9 @@ fn token_secret(record: &TokenRecord, rv: &str, used: bool) -> Value {
     to_json(&s)
 }
 
-#[tokio::test]
-async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_lost_cleanly() {
+/// Cluster-mode tokens on the mock API, Router `store-1` compiled: the store, the handle, a
+/// token minted for `store-1` with its record, and the path of its Secret.
+fn token_store() -> (SecretTokens, Handle, Token, TokenRecord, String) {
     let (ctx, handle, inputs) = context(ca());
     inputs.report.send_replace(router_report(vec![]));
     let store = SecretTokens::new(ctx.client.clone(), ctx.report.clone());
@@ -893,6 +892,12 @@ async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_los
         "/api/v1/namespaces/chain/secrets/signpost-bootstrap-{}",
         token.id()
     );
+    (store, handle, token, record, path)
+}
+
+#[tokio::test]
+async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_lost_cleanly() {
+    let (store, handle, token, record, path) = token_store();
     let first = token_secret(&record, "41", false);
     let server = ApiServer::expect(
         handle,
@@ -943,15 +948,7 @@ async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_los
 /// the redemption is refused (retryable) instead of patched unguarded.
 #[tokio::test]
 async fn a_token_secret_without_a_resource_version_is_not_redeemed_unguarded() {
-    let (ctx, handle, inputs) = context(ca());
-    inputs.report.send_replace(router_report(vec![]));
-    let store = SecretTokens::new(ctx.client.clone(), ctx.report.clone());
-    let (token, record) =
-        TokenRecord::mint("store-1", Duration::from_secs(3600), now()).expect("mint");
-    let path = format!(
-        "/api/v1/namespaces/chain/secrets/signpost-bootstrap-{}",
-        token.id()
-    );
+    let (store, handle, token, record, path) = token_store();
     let mut secret = token_secret(&record, "1", false);
     if let Some(m) = secret["metadata"].as_object_mut() {
         m.remove("resourceVersion");
