@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use signpost_cnf::control::bootstrap::{self, BootstrapSettings};
 use signpost_cnf::control::{Backoff, ControlClient, ControlSettings};
-use signpost_cnf::io::{DriverChoice, IoConfig};
+use signpost_cnf::io::{DriverChoice, IdlePolicy, IoConfig};
 use signpost_cnf::runtime::admin::AdminService;
 use signpost_cnf::runtime::{self, ConfigSlot, Runtime, RuntimeOptions};
 use signpost_cnf::telemetry::{self, Heartbeat};
@@ -65,6 +65,19 @@ struct Args {
     /// WAN MTU: packets that metadata would push past it are dropped (counted).
     #[arg(long, default_value_t = 1500)]
     mtu: u16,
+    /// Frames per receive batch and per ring operation (default: the driver's, 64).
+    #[arg(long)]
+    batch: Option<u32>,
+    /// Entries of each AF_XDP ring, a power of two (default 2048).
+    #[arg(long)]
+    ring: Option<u32>,
+    /// Frames of packet memory per worker (default 16384).
+    #[arg(long)]
+    frames: Option<u32>,
+    /// What idle workers do: `busy` (poll without pause; one core per worker) or `spin:US`
+    /// (poll for US microseconds after the last frame, then sleep; default spin:50).
+    #[arg(long, value_parser = parse_idle)]
+    idle: Option<IdlePolicy>,
     /// Admin gRPC address ("off" to disable).
     #[arg(long, default_value = "127.0.0.1:7900")]
     admin: String,
@@ -367,6 +380,10 @@ async fn run_router(args: Args, probes: &Probes) -> Result<(), String> {
     };
     let mut io = IoConfig::new(interfaces);
     io.queues = args.queues.clone();
+    io.batch_size = args.batch.unwrap_or(io.batch_size);
+    io.ring_size = args.ring.unwrap_or(io.ring_size);
+    io.frames_per_queue = args.frames.unwrap_or(io.frames_per_queue);
+    io.idle = args.idle.unwrap_or(io.idle);
     io.driver = match args.driver {
         Driver::Auto => DriverChoice::Auto,
         Driver::Xdp => DriverChoice::Xdp,
@@ -431,4 +448,17 @@ async fn run_router(args: Args, probes: &Probes) -> Result<(), String> {
         let _ = admin.await;
     }
     Ok(())
+}
+
+fn parse_idle(text: &str) -> Result<IdlePolicy, String> {
+    match text {
+        "busy" => Ok(IdlePolicy::BusyPoll),
+        _ => text
+            .strip_prefix("spin:")
+            .and_then(|us| us.parse().ok())
+            .map(|us| IdlePolicy::SpinThenSleep {
+                spin: Duration::from_micros(us),
+            })
+            .ok_or_else(|| format!("`{text}`: use `busy` or `spin:MICROSECONDS`")),
+    }
 }
