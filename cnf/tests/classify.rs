@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 
 use signpost_cnf::classify::{
-    Classifier, ConfigError, LanRoute, Location, RuleId, ServiceId, TenantId,
+    Classifier, ConfigError, ForeignDestination, LanRoute, Location, RuleId, ServiceId, TenantId,
 };
 use signpost_proto::v1::{
     AccessRule, Direction, LanInterface, LanNetwork, LoadBalancing, PortRange, Priority, Protocol,
@@ -311,6 +311,77 @@ fn service_is_the_longest_prefix_whose_transports_accept_the_port() {
     assert_eq!(s("10.255.1.10", UDP, 443), None);
     assert_eq!(s("198.51.100.7", TCP, 443), Some("internet"));
     assert_eq!(s("198.51.100.7", TCP, 8080), None);
+}
+
+/// The breakout at hub `hub`, which fronts `internet`, `payments` (real address 10.100.1.10)
+/// and `video` and `cctv`, two services on one host (10.100.2.20; the first in config order
+/// names it when it is foreign); `printing`'s location on
+/// another router has a real address this hub does not front.
+fn egress_hub() -> RouterConfig {
+    let at = |router: &str, addresses: &[&str]| ServiceLocation {
+        router: router.into(),
+        addresses: strings(addresses),
+        priority: 0,
+    };
+    let mut config = breakout();
+    config.router = "hub".into();
+    config.services[0].locations = vec![at("hub", &[])];
+    config.services[1].locations = vec![at("hub", &["10.100.1.10"]), at("other", &["10.110.1.10"])];
+    for name in ["video", "cctv"] {
+        let mut s = service(
+            name,
+            &["10.255.2.0/24"],
+            vec![tcp(&[(443, 443), (554, 554)])],
+        );
+        s.locations = vec![at("hub", &["10.100.2.20"])];
+        config.services.push(s);
+    }
+    let mut printing = service("printing", &["10.255.5.0/24"], vec![tcp(&[(631, 631)])]);
+    printing.locations = vec![at("other", &["10.100.5.5"])];
+    config.services.push(printing);
+    config
+}
+
+#[test]
+fn the_original_destination_must_belong_to_the_named_service() {
+    let c = classifier(&egress_hub());
+    let id = |name| c.service_named(name).expect("service");
+    let check = |service, dst, port| {
+        c.check_destination(id(service), ip(dst), TCP, port)
+            .map_err(|e| match e {
+                ForeignDestination::OtherService(s) => c.service_info(s).name.clone(),
+                ForeignDestination::NoService => "none".to_string(),
+            })
+    };
+    // Legitimate: the breakout to the web, a VIP of the named service, a shared host.
+    assert_eq!(check("internet", "198.18.80.80", 80), Ok(()));
+    assert_eq!(check("payments", "10.255.1.10", 443), Ok(()));
+    assert_eq!(check("video", "10.255.2.20", 554), Ok(()));
+    assert_eq!(check("cctv", "10.100.2.20", 443), Ok(()));
+    assert_eq!(check("video", "10.100.2.20", 443), Ok(()));
+    // A real address here belongs to its service on every port.
+    assert_eq!(
+        check("internet", "10.100.1.10", 443),
+        Err("payments".into())
+    );
+    assert_eq!(check("internet", "10.100.1.10", 80), Err("payments".into()));
+    assert_eq!(check("internet", "10.100.2.20", 80), Err("video".into()));
+    assert_eq!(check("payments", "10.100.2.20", 443), Err("video".into()));
+    // A more specific prefix belongs to its service.
+    assert_eq!(
+        check("internet", "10.255.1.10", 443),
+        Err("payments".into())
+    );
+    // Port fallthrough is the service lookup's: 10.255.1.10:80 is internet's.
+    assert_eq!(check("internet", "10.255.1.10", 80), Ok(()));
+    // A location on another router fronts nothing here: its real address is just an address.
+    assert_eq!(check("internet", "10.100.5.5", 443), Ok(()));
+    // Outside the named service altogether.
+    assert_eq!(check("internet", "10.1.1.1", 22), Err("none".into()));
+    assert_eq!(
+        check("payments", "198.18.80.80", 443),
+        Err("internet".into())
+    );
 }
 
 #[test]

@@ -114,3 +114,44 @@ fn schema_errors_fail_and_the_rest_is_still_compiled() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_store_shows_the_services_it_knows_but_cannot_reach() {
+    // `inventory` lies inside `internet` (0.0.0.0/0), which the store's guests may reach: the
+    // store knows it — name, prefix, transports — with no location and no access entry.
+    let dir = examples().join("retail");
+    let (ok, stdout, stderr) = render(&[
+        "--manifests",
+        dir.to_str().expect("utf-8 path"),
+        "--router",
+        "store-0142",
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{stderr}");
+    let configs: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let store = &configs[0];
+    let inventory = store["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "inventory")
+        .unwrap_or_else(|| panic!("store-0142 does not show inventory: {stdout}"));
+    assert_eq!(inventory["prefixes"], serde_json::json!(["10.255.3.10/32"]));
+    assert!(
+        inventory["transports"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+    );
+    assert!(
+        inventory
+            .get("locations")
+            .is_none_or(|l| l.as_array().is_some_and(|l| l.is_empty())),
+        "{inventory}"
+    );
+    let access = store["access"].as_array().expect("access");
+    assert!(
+        !access.iter().any(|a| a["service"] == "inventory"),
+        "{access:?}"
+    );
+}

@@ -37,6 +37,7 @@ pub(super) fn compile(config: &RouterConfig) -> Result<Classifier, ConfigError> 
     let destinations = destinations(config)?;
     let matrix = matrix(&rules, tenants.len(), services.len(), DENSE_CELLS);
     let lan_routes = lan_routes(config)?;
+    let fronted = fronted(config, &services);
     Ok(Classifier {
         tenants,
         tenant_names,
@@ -47,7 +48,25 @@ pub(super) fn compile(config: &RouterConfig) -> Result<Classifier, ConfigError> 
         destinations,
         matrix,
         lan_routes,
+        fronted,
     })
+}
+
+/// The real addresses of the locations on this router, each with its service; sorted.
+fn fronted(config: &RouterConfig, services: &[ServiceEntry]) -> Vec<(IpAddr, ServiceId)> {
+    let mut fronted: Vec<(IpAddr, ServiceId)> = services
+        .iter()
+        .zip(0u16..)
+        .flat_map(|(s, id)| {
+            s.locations
+                .iter()
+                .filter(|l| l.router == config.router)
+                .flat_map(move |l| l.addresses.iter().map(move |&a| (a, ServiceId(id))))
+        })
+        .collect();
+    fronted.sort_unstable();
+    fronted.dedup();
+    fronted
 }
 
 fn count(kind: &'static str, count: usize) -> Result<(), ConfigError> {
@@ -551,6 +570,7 @@ mod tests {
                 lpm: Lpm::build(&[]).0,
                 routes: Vec::new(),
             },
+            fronted: Vec::new(),
         };
         c.rule(TenantId(t), ServiceId(s)).map(|r| r.0)
     }

@@ -35,6 +35,19 @@
 //! when the matrix would exceed 16 Mi cells). A pair listed twice: the first entry wins. A
 //! [`RuleId`] is the entry's index in `access`.
 //!
+//! # Egress ([`Classifier::check_destination`])
+//!
+//! A session that arrives from a peer names its service in the metadata, and a service without
+//! real addresses (an internet breakout, 0.0.0.0/0) is delivered to the original destination.
+//! That destination must belong to the named service here too, or metadata naming `internet`
+//! could carry a flow to another service's host: a real address of a location this router
+//! fronts belongs to that location's service whatever the protocol and port (the host is that
+//! service's, and it sits on this router's LAN); any other destination belongs to the service
+//! the service lookup above gives for it. At hub-aws, `internet` to 10.100.2.20:443
+//! (video-archive's real address) or to 10.255.3.10:443 (inventory's prefix, which hub-aws knows
+//! because it lies inside `internet`'s) is foreign; `payments` to its own 10.255.1.10:443, and
+//! `internet` to 198.18.80.80:80, are not.
+//!
 //! # LAN routes ([`Classifier::lan_route`])
 //!
 //! The LAN interface whose network prefixes or interface-address subnets contain a destination,
@@ -175,6 +188,20 @@ pub struct Classifier {
     destinations: Destinations,
     matrix: RuleMatrix,
     lan_routes: LanRoutes,
+    /// The real addresses of the service locations this router fronts, each with its service;
+    /// sorted (an address several services share appears once per service).
+    fronted: Vec<(IpAddr, ServiceId)>,
+}
+
+/// Why the original destination of a session does not belong to the service its metadata
+/// names ([`Classifier::check_destination`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignDestination {
+    /// It is a real address of another service's location here, or that service's (more
+    /// specific) prefix.
+    OtherService(ServiceId),
+    /// No service here has it.
+    NoService,
 }
 
 /// Tenant membership tables: one per (LAN interface, VLAN) that has network claims, each also
@@ -293,6 +320,38 @@ impl Classifier {
                 let i = pairs.binary_search_by_key(&key, |&(k, _)| k).ok()?;
                 pairs.get(i).map(|&(_, r)| r)
             }
+        }
+    }
+
+    /// Whether `dst` (with protocol and port), the original destination of a session that
+    /// arrives for `service`, belongs to `service` at this router (see "Egress" in the module
+    /// docs). Not on the fast path: it runs once per session, at the egress router.
+    pub fn check_destination(
+        &self,
+        service: ServiceId,
+        dst: IpAddr,
+        protocol: u8,
+        dst_port: u16,
+    ) -> Result<(), ForeignDestination> {
+        let start = self.fronted.partition_point(|&(a, _)| a < dst);
+        let mut owners = self
+            .fronted
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|&&(a, _)| a == dst)
+            .map(|&(_, s)| s)
+            .peekable();
+        if let Some(&first) = owners.peek() {
+            if owners.any(|s| s == service) {
+                return Ok(());
+            }
+            return Err(ForeignDestination::OtherService(first));
+        }
+        match self.service(dst, protocol, dst_port) {
+            Some(s) if s == service => Ok(()),
+            Some(other) => Err(ForeignDestination::OtherService(other)),
+            None => Err(ForeignDestination::NoService),
         }
     }
 

@@ -59,6 +59,7 @@ drop_reasons! {
     ExceedsMtu => "exceeds_mtu", "the packet with metadata or trailer would exceed the MTU";
     KeyInUse => "key_in_use", "the 5-tuple belongs to another session";
     NotForwarded => "not_forwarded", "traffic between two WAN interfaces or two LAN hosts is not routed";
+    ServiceMismatch => "service_mismatch", "the original destination belongs to another service (a location's real address here, or a more specific prefix) or to none, not to the service the metadata names";
 }
 
 /// The pipeline's counters. Plain integers: the pipeline is single-threaded per queue; the

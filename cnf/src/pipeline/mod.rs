@@ -18,7 +18,8 @@
 //! 2. The ingress keeps adding forward metadata until an authenticated packet comes back.
 //! 3. **Egress router** (a hub; packet from a WAN with metadata and no session): find the peer by
 //!    the source-router TLV and its key by security id, verify, check its own policy (tenant ×
-//!    service, direction, that it fronts the service), create the session (LAN side: original
+//!    service, direction, that it fronts the service, that the original destination belongs to
+//!    that service here: `Classifier::check_destination`), create the session (LAN side: original
 //!    source → the service location's real address, or the original destination), strip the
 //!    metadata and deliver. Its replies carry reverse metadata (reverse context, UUID, TLV 18
 //!    "disable forward metadata") until a forward packet arrives without metadata.
@@ -850,6 +851,15 @@ impl Pipeline {
         if original.protocol() != p.protocol || original.src().is_ipv4() != p.src().is_ipv4() {
             return Err(DropReason::BadMetadata);
         }
+        // Delivered to the original destination (a breakout) or not, it must be the named
+        // service's: not a host of another service this router fronts, nor a nested service.
+        c.check_destination(
+            service,
+            original.dst(),
+            original.protocol(),
+            original.dst_port(),
+        )
+        .map_err(|_| self.guard.refuse(tenant, DropReason::ServiceMismatch))?;
         self.guard.admit(now, tenant, rule, original.src())?;
         let addrs = self
             .tables

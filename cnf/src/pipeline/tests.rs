@@ -25,9 +25,13 @@ struct Lab {
 
 impl Lab {
     fn new(security: pb::SecurityMode) -> Lab {
+        Lab::with(&edge_config(security), &hub_config(security))
+    }
+
+    fn with(edge: &pb::RouterConfig, hub: &pb::RouterConfig) -> Lab {
         let now = Instant::now();
-        let edge = Tables::new(&edge_config(security), "v1").expect("edge config builds");
-        let hub = Tables::new(&hub_config(security), "v1").expect("hub config builds");
+        let edge = Tables::new(edge, "v1").expect("edge config builds");
+        let hub = Tables::new(hub, "v1").expect("hub config builds");
         Lab {
             now,
             edge: Pipeline::new(now, Arc::new(edge), Options::default()),
@@ -834,6 +838,171 @@ fn the_wan_side_reads_back_with_the_capture_inspector() {
         "{:?}",
         reports[2].verdict
     );
+}
+
+/// The internet breakout of the retail example on the testbed: `internet` (0.0.0.0/0, TCP 80
+/// and 443) delivered to the original destination through the hub LAN's gateway, guest allowed
+/// to it; `video` (VIP 10.255.2.0/24, real address 10.100.2.20 on the hub's LAN), pos allowed to
+/// it; `inventory` (10.255.3.10/32), which no one may reach and which both routers know without
+/// a location, as the compiler sends it (it lies inside `internet`'s prefix). A store with a
+/// stale config (`knows_inventory` false) takes a flow to inventory for internet's.
+fn breakout(config: &mut pb::RouterConfig, knows_inventory: bool) {
+    let tcp = |ports: &[u32]| pb::Transport {
+        protocol: pb::Protocol::Tcp as i32,
+        ports: ports
+            .iter()
+            .map(|&p| pb::PortRange { first: p, last: p })
+            .collect(),
+    };
+    let at_hub = |addresses: &[&str]| {
+        vec![pb::ServiceLocation {
+            router: "hub".into(),
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            priority: 0,
+        }]
+    };
+    config.services.push(pb::Service {
+        name: "internet".into(),
+        prefixes: vec!["0.0.0.0/0".into()],
+        transports: vec![tcp(&[80, 443])],
+        locations: at_hub(&[]),
+        ..Default::default()
+    });
+    config.services.push(pb::Service {
+        name: "video".into(),
+        prefixes: vec!["10.255.2.0/24".into()],
+        transports: vec![tcp(&[443])],
+        locations: at_hub(&["10.100.2.20"]),
+        ..Default::default()
+    });
+    if knows_inventory {
+        config.services.push(pb::Service {
+            name: "inventory".into(),
+            prefixes: vec!["10.255.3.10/32".into()],
+            transports: vec![tcp(&[443])],
+            ..Default::default()
+        });
+    }
+    let rule = |tenant: &str, service: &str| pb::AccessRule {
+        tenant: tenant.into(),
+        service: service.into(),
+        policy: format!("{tenant}-{service}"),
+        security: pb::SecurityMode::None as i32,
+        direction: pb::Direction::FromTenant as i32,
+        ..Default::default()
+    };
+    config.access.push(rule("guest", "internet"));
+    config.access.push(rule("pos", "video"));
+    if config.router == "hub" {
+        config.lan_interfaces[0].gateway = "10.100.0.254".into();
+    }
+}
+
+fn breakout_lab(store_knows_inventory: bool) -> Lab {
+    let mut edge = edge_config(pb::SecurityMode::None);
+    breakout(&mut edge, store_knows_inventory);
+    let mut hub = hub_config(pb::SecurityMode::None);
+    breakout(&mut hub, true);
+    Lab::with(&edge, &hub)
+}
+
+const WEB: [u8; 4] = [198, 18, 80, 80];
+const VIDEO_VIP: [u8; 4] = [10, 255, 2, 20];
+const VIDEO_REAL: [u8; 4] = [10, 100, 2, 20];
+const INVENTORY: [u8; 4] = [10, 255, 3, 10];
+
+#[test]
+fn a_guest_flow_to_a_nested_service_is_denied_at_the_store() {
+    let mut lab = breakout_lab(true);
+    let syn = tcp_packet(GUEST, 40000, INVENTORY, 443, 64, "S", 1, &[]);
+    let (a, b, _) = lab.store_to_hub(GUEST_IN, &syn);
+    // Inventory's own flow, which no policy allows: not internet's.
+    assert_eq!(a, Action::Drop(DropReason::NoPolicy));
+    assert_eq!(b, None);
+    assert!(lab.wan.is_empty());
+    let inventory = lab.edge.tables().classifier.service_named("inventory");
+    assert_eq!(
+        lab.edge
+            .tables()
+            .classifier
+            .service(addr(INVENTORY), 6, 443),
+        inventory
+    );
+    // The breakout itself still works: to the web, through the hub's LAN gateway.
+    let syn = tcp_packet(GUEST, 40001, WEB, 80, 64, "S", 1, &[]);
+    let (a, b, delivered) = lab.store_to_hub(GUEST_IN, &syn);
+    assert!(matches!(a, Action::Forward(_)), "{a:?}");
+    assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
+    assert_eq!(
+        delivered,
+        marked(tcp_packet(GUEST, 40001, WEB, 80, 62, "S", 1, &[]))
+    );
+}
+
+#[test]
+fn a_breakout_session_to_a_fronted_services_real_address_is_dropped_at_the_hub() {
+    let mut lab = breakout_lab(true);
+    // The store does not know real addresses: to it, 10.100.2.20:443 is the internet, and it
+    // sends a genuine, authenticated metadata packet for `internet`.
+    let syn = tcp_packet(GUEST, 40000, VIDEO_REAL, 443, 64, "S", 1, &[]);
+    let (a, b, _) = lab.store_to_hub(GUEST_IN, &syn);
+    assert!(matches!(a, Action::Forward(_)), "{a:?}");
+    assert_eq!(b, Some(Action::Drop(DropReason::ServiceMismatch)));
+    // On every port: the host is video's, whatever it listens on.
+    let syn = tcp_packet(GUEST, 40001, VIDEO_REAL, 80, 64, "S", 1, &[]);
+    let (_, b, _) = lab.store_to_hub(GUEST_IN, &syn);
+    assert_eq!(b, Some(Action::Drop(DropReason::ServiceMismatch)));
+    assert_eq!(lab.hub.counters().dropped(DropReason::ServiceMismatch), 2);
+    assert_eq!(
+        lab.hub
+            .guard()
+            .tenant_drops()
+            .get(&("guest".to_string(), DropReason::ServiceMismatch)),
+        Some(&2)
+    );
+    assert_eq!(lab.hub.sessions().len(), 0);
+    assert!(
+        DropReason::ServiceMismatch
+            .text()
+            .contains("metadata names")
+    );
+}
+
+#[test]
+fn a_store_with_a_stale_config_cannot_reach_a_nested_service_through_the_hub() {
+    // A store that does not know inventory (an old config) sends the guest's flow as internet;
+    // the hub, which knows inventory's prefix, refuses it.
+    let mut lab = breakout_lab(false);
+    let syn = tcp_packet(GUEST, 40000, INVENTORY, 443, 64, "S", 1, &[]);
+    let (a, b, _) = lab.store_to_hub(GUEST_IN, &syn);
+    assert!(matches!(a, Action::Forward(_)), "{a:?}");
+    assert_eq!(b, Some(Action::Drop(DropReason::ServiceMismatch)));
+    assert_eq!(lab.hub.counters().dropped(DropReason::ServiceMismatch), 1);
+}
+
+#[test]
+fn sessions_to_a_vip_are_still_delivered_to_the_real_address() {
+    let mut lab = breakout_lab(true);
+    for (dst, port, real) in [
+        (VIDEO_VIP, 443, VIDEO_REAL),
+        (PAYMENTS_VIP, 443, PAYMENTS_REAL),
+    ] {
+        let syn = tcp_packet(CLIENT, 41000, dst, port, 64, "S", 1, &[]);
+        let (a, b, delivered) = lab.store_to_hub(POS, &syn);
+        assert!(matches!(a, Action::Forward(_)), "{a:?}");
+        assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
+        assert_eq!(tuple(&delivered), (addr(CLIENT), 41000, addr(real), port));
+        // And the answer and the rest of the session, on the established path.
+        let syn_ack = tcp_packet(real, port, CLIENT, 41000, 64, "SA", 7, &[]);
+        let (_, b, back) = lab.hub_to_store(&syn_ack);
+        assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
+        assert_eq!(tuple(&back), (addr(dst), port, addr(CLIENT), 41000));
+        let data = tcp_packet(CLIENT, 41000, dst, port, 64, "AP", 2, b"hello");
+        let (_, b, delivered) = lab.store_to_hub(POS, &data);
+        assert!(matches!(b, Some(Action::Forward(_))), "{b:?}");
+        assert_eq!(payload_of(&delivered), b"hello");
+    }
+    assert_eq!(lab.hub.counters().dropped(DropReason::ServiceMismatch), 0);
 }
 
 /// `packets` through `p` as one [`Pipeline::handle_batch`]: each action and the bytes after it.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use super::world::{Changes, Name, World, enclosing, overlaps};
+use super::world::{Changes, Name, World, enclosing, nested_in, overlaps};
 
 /// The routers that can be configured and whose selection may differ after `changes`.
 pub fn dependents(world: &World, changes: &Changes) -> BTreeSet<Name> {
@@ -33,17 +33,28 @@ pub fn dependents(world: &World, changes: &Changes) -> BTreeSet<Name> {
         }
     }
     for service in &changes.services {
-        reach.fronts(service);
-        // Local tenants granted the service: reachability, access entries and diagnostics.
-        let granted: BTreeSet<&Name> = changes
-            .tenants_by_service_before
-            .get(service)
-            .into_iter()
-            .chain(world.tenants_by_service.get(service))
-            .flatten()
+        reach.routing(service);
+        // Routers that route a service enclosing it (before or after) know it, and which
+        // services they know depends on its prefixes. An enclosing service that changed too is
+        // reached by this loop on its own account.
+        let prefixes = [
+            changes.services_before.get(service),
+            world.services.get(service),
+        ];
+        let enclosing: Vec<&Name> = world
+            .services
+            .iter()
+            .filter(|(other, s)| {
+                *other != service
+                    && prefixes
+                        .iter()
+                        .flatten()
+                        .any(|p| nested_in(&p.prefixes, &s.prefixes))
+            })
+            .map(|(other, _)| other)
             .collect();
-        for tenant in granted {
-            reach.local(tenant);
+        for other in enclosing {
+            reach.routing(other);
         }
     }
     for (tenant, service) in &changes.grants {
@@ -64,6 +75,23 @@ struct Reach<'a> {
 }
 
 impl Reach<'_> {
+    /// Routers that route `service`, before or after: those that front it, and those with
+    /// local tenants granted it (reachability, access entries and diagnostics).
+    fn routing(&mut self, service: &Name) {
+        self.fronts(service);
+        let granted: BTreeSet<&Name> = self
+            .changes
+            .tenants_by_service_before
+            .get(service)
+            .into_iter()
+            .chain(self.world.tenants_by_service.get(service))
+            .flatten()
+            .collect();
+        for tenant in granted {
+            self.local(tenant);
+        }
+    }
+
     /// Routers that front `service`, before or after.
     fn fronts(&mut self, service: &str) {
         for resolved in [

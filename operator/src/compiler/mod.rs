@@ -21,6 +21,16 @@
 //!   enclosing tenants), the services those tenants may reach through a location on itself or a
 //!   peer, the services it fronts with every tenant allowed to reach them, and its own peers. A
 //!   store does not receive other stores' tenants or peers.
+//! * **Known, not allowed.** A router also receives every service with an address inside a
+//!   prefix of a service it routes (reaches or fronts) — name, prefixes and transports only, no
+//!   locations, no access entries. Without them a broad service would swallow the narrower
+//!   ones at the router's longest-prefix match: with `internet` (0.0.0.0/0) allowed to guests,
+//!   a guest's flow to inventory's 10.255.3.10:443 would be classified as internet and let
+//!   through; with inventory known it is inventory's flow, and denied (`no_policy`). Need to
+//!   know still holds: a router learns only addresses nested in prefixes it already routes
+//!   (a store whose tenants reach only 10.255.1.10/32 learns nothing new), and never where a
+//!   service lives. A change to a nested service reaches the routers that route an enclosing
+//!   one ([`dependents`]).
 //! * **Waypoints and keys.** Each WAN interface has a waypoint port range (default
 //!   16384-65535). Each pair of peers shares a key derived with HKDF-SHA256 from the operator's
 //!   master secret, the two router names and the rotation epoch; a router holds the keys of the

@@ -48,6 +48,8 @@ type PeerStamp = ([u8; 32], [u8; 32]);
 pub struct Pieces {
     tenants: BTreeMap<Name, Piece<TenantStamp>>,
     services: BTreeMap<Name, Piece<ServiceStamp>>,
+    /// The same services as routers that only know them see them; stamped with the known hash.
+    known: BTreeMap<Name, Piece<[u8; 32]>>,
     /// Tenant → service → the access rule.
     access: BTreeMap<Name, BTreeMap<Name, Piece<AccessStamp>>>,
     /// Fields 10 and 12, which depend on the options only (field 11, the limits, is the
@@ -87,6 +89,20 @@ impl Pieces {
                 },
             };
             self.services.insert(Name::clone(name), piece);
+        }
+
+        let mut old = std::mem::take(&mut self.known);
+        for (name, resolved) in &world.services {
+            let piece = match old.remove(name) {
+                Some(p) if p.stamp == resolved.known_hash => p,
+                _ => Piece {
+                    bytes: select::known_service(world, name)
+                        .map(|s| framed(SERVICES, &s))
+                        .unwrap_or_default(),
+                    stamp: resolved.known_hash,
+                },
+            };
+            self.known.insert(Name::clone(name), piece);
         }
 
         let mut old = std::mem::take(&mut self.access);
@@ -129,10 +145,13 @@ fn encode_contents(contents: &Contents<'_>, pieces: &Pieces) -> Vec<u8> {
         .tenants()
         .iter()
         .filter_map(|t| pieces.tenants.get(*t));
-    let services = contents
-        .services()
-        .iter()
-        .filter_map(|s| pieces.services.get(*s));
+    let services = contents.listed().filter_map(|(s, known)| {
+        if known {
+            pieces.known.get(s).map(|p| &p.bytes)
+        } else {
+            pieces.services.get(s).map(|p| &p.bytes)
+        }
+    });
     let access = contents
         .access()
         .iter()
@@ -141,8 +160,8 @@ fn encode_contents(contents: &Contents<'_>, pieces: &Pieces) -> Vec<u8> {
     for piece in tenants {
         out.extend_from_slice(&piece.bytes);
     }
-    for piece in services {
-        out.extend_from_slice(&piece.bytes);
+    for bytes in services {
+        out.extend_from_slice(bytes);
     }
     for piece in access {
         out.extend_from_slice(&piece.bytes);

@@ -45,18 +45,29 @@ fn tenant(n: &'static str) -> impl Strategy<Value = Tenant> {
         })
 }
 
+/// Service addresses that nest in each other (and one IPv6 prefix that nests in none of them).
+const SERVICE_PREFIXES: &[&str] = &[
+    "0.0.0.0/0",
+    "10.255.0.0/16",
+    "10.255.0.0/24",
+    "10.255.0.10/32",
+    "10.3.0.0/16",
+    "fd00:255::/48",
+];
+
 fn service(n: &'static str) -> impl Strategy<Value = Service> {
     (
         Just(n),
         proptest::collection::vec(name(ROUTERS, "hub-ghost"), 1..3),
         1u16..3,
+        proptest::sample::subsequence(SERVICE_PREFIXES, 1..=2),
     )
-        .prop_map(|(n, locations, port)| {
+        .prop_map(|(n, locations, port, prefixes)| {
             Service::new(
                 n,
                 ServiceSpec {
                     description: None,
-                    addresses: vec![Prefix::from("10.255.0.0/24")],
+                    addresses: prefixes.into_iter().map(Prefix::from).collect(),
                     hostname: None,
                     transports: vec![Transport {
                         protocol: Protocol::Tcp,
@@ -347,6 +358,47 @@ proptest! {
         }
     }
 
+    /// A router knows every service with an address inside a prefix of a service it routes
+    /// (reaches or fronts), and learns nothing else: every service it does not route is nested
+    /// in one it does, and comes without locations or access entries.
+    #[test]
+    fn every_service_nested_in_a_routed_prefix_is_known(intent in intent()) {
+        let c = compile(&intent, &options());
+        // Services defined once (a duplicate name is dropped), with their prefixes.
+        let defined: BTreeMap<&str, Vec<ipnet::IpNet>> = intent
+            .services
+            .iter()
+            .filter_map(|s| Some((s.metadata.name.as_deref()?, s)))
+            .filter(|(n, _)| intent.services.iter().filter(|s| s.metadata.name.as_deref() == Some(n)).count() == 1)
+            .map(|(n, s)| (n, s.spec.addresses.iter().filter_map(|p| p.as_str().parse().ok()).collect()))
+            .collect();
+        let inside = |inner: &[ipnet::IpNet], outer: &[ipnet::IpNet]| {
+            inner.iter().any(|i| outer.iter().any(|o| o.contains(i)))
+        };
+        for (router, config) in configs(&c) {
+            let routed: Vec<&pb::Service> = config.services.iter().filter(|s| !s.locations.is_empty()).collect();
+            let listed: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+            for (name, prefixes) in &defined {
+                let encloser = routed.iter().find(|r| r.name != *name && inside(prefixes, &defined[r.name.as_str()]));
+                if let Some(r) = encloser {
+                    prop_assert!(listed.contains(name), "{}: routes {} but does not know {} inside it", router, r.name, name);
+                }
+            }
+            for known in config.services.iter().filter(|s| s.locations.is_empty()) {
+                let prefixes = &defined[known.name.as_str()];
+                prop_assert!(
+                    routed.iter().any(|r| inside(prefixes, &defined[r.name.as_str()])),
+                    "{}: knows {} without routing anything around it", router, known.name
+                );
+                prop_assert!(!config.access.iter().any(|a| a.service == known.name), "{}: {}", router, known.name);
+                prop_assert!(known.hostname.is_empty() && known.traffic_class == 0 && known.load_balancing == 0);
+            }
+            let mut sorted = listed.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(sorted, listed, "{}: services in name order", router);
+        }
+    }
+
     #[test]
     fn peering_is_symmetric_and_needs_a_shared_neighborhood(intent in intent()) {
         let c = compile(&intent, &options());
@@ -469,6 +521,7 @@ proptest! {
             let shared = super::select::shaped_contents(&world, &shape);
             prop_assert_eq!(shared.tenants(), own.tenants(), "{}", name);
             prop_assert_eq!(shared.services(), own.services(), "{}", name);
+            prop_assert_eq!(shared.known(), own.known(), "{}", name);
             prop_assert_eq!(shared.access(), own.access(), "{}", name);
             prop_assert_eq!(shared.fingerprint(&world), own.fingerprint(&world), "{}", name);
             let diagnose = |c: super::select::Contents<'_>| {
@@ -520,7 +573,7 @@ fn generated_worlds_exercise_the_rules() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let (mut with_access, mut with_peers, mut with_errors) = (0, 0, 0);
+    let (mut with_access, mut with_peers, mut with_errors, mut with_known) = (0, 0, 0, 0);
     for _ in 0..300 {
         let Ok(tree) = intent().new_tree(&mut runner) else {
             continue;
@@ -530,6 +583,10 @@ fn generated_worlds_exercise_the_rules() {
         with_access += usize::from(all.values().any(|c| !c.access.is_empty()));
         with_peers += usize::from(all.values().any(|c| !c.peers.is_empty()));
         with_errors += usize::from(c.has_errors());
+        with_known += usize::from(
+            all.values()
+                .any(|c| c.services.iter().any(|s| s.locations.is_empty())),
+        );
     }
     assert!(
         with_access > 30,
@@ -539,5 +596,9 @@ fn generated_worlds_exercise_the_rules() {
     assert!(
         with_errors > 30,
         "only {with_errors}/300 worlds have errors"
+    );
+    assert!(
+        with_known > 30,
+        "only {with_known}/300 worlds have a router that knows a service it does not route"
     );
 }

@@ -1,6 +1,7 @@
 //! One router's share of the world, and its config built from that share alone.
 //!
-//! [`select`] decides what a router needs to know; [`Selection::fingerprint`] hashes exactly
+//! [`select`] decides what a router needs to know (the services it routes, and those nested in
+//! them that it only knows, see [`Contents::known`]); [`Selection::fingerprint`] hashes exactly
 //! those objects; [`Selection::build`] reads nothing else, and neither does
 //! [`pieces::encode`](super::pieces::encode), which writes the same config from pre-encoded
 //! pieces. So a router whose fingerprint did not change would get a byte-identical config, and
@@ -24,14 +25,18 @@ use crate::crd::{
 /// Waypoint ports when a WAN interface does not say.
 pub const DEFAULT_WAYPOINT_PORTS: (u32, u32) = (16384, 65535);
 
-/// What a router's config holds besides its own spec and its peers: tenants, services and
-/// access entries, and the grants it cannot honour. Routers that front no service and have the
+/// What a router's config holds besides its own spec and its peers: tenants, services (those it
+/// routes and those it only knows, see [`known`](Contents::known)) and access entries, and the
+/// grants it cannot honour. Routers that front no service and have the
 /// same local tenants and peers (the stores of a chain, mostly) have the same contents, so the
 /// compiler makes them once per [`Shape`] and shares them, fingerprint and encoding included.
 #[derive(Debug)]
 pub struct Contents<'w> {
     tenants: Vec<&'w str>,
+    /// The services it routes: those its tenants may reach, and those it fronts.
     services: Vec<&'w str>,
+    /// The services it only knows: nested in a prefix of one it routes, not routed themselves.
+    known: Vec<&'w str>,
     /// By tenant, then service.
     access: Vec<(&'w str, &'w str)>,
     /// (tenant, service, policy) granted to a local tenant, with no location of the service on
@@ -191,9 +196,22 @@ fn contents_for<'w>(
     services.extend(fronted.into_iter().flatten().map(|s| s.as_ref()));
     services.sort_unstable();
     services.dedup();
+    // Known, not allowed: without them, the longest match at the router would take a flow to a
+    // nested service's address for the enclosing service's (a guest's flow to `inventory` for
+    // `internet`) and let it through.
+    let mut known: Vec<&'w str> = services
+        .iter()
+        .filter_map(|s| world.nested.get(*s))
+        .flatten()
+        .map(|n| n.as_ref())
+        .filter(|n| services.binary_search(n).is_err())
+        .collect();
+    known.sort_unstable();
+    known.dedup();
     Contents {
         tenants,
         services,
+        known,
         access,
         unreachable,
         fingerprint: OnceLock::new(),
@@ -206,8 +224,27 @@ impl<'w> Contents<'w> {
         &self.tenants
     }
 
+    /// The services it routes.
     pub fn services(&self) -> &[&'w str] {
         &self.services
+    }
+
+    /// The services it knows without routing them: each lies inside a prefix of one it routes
+    /// and is sent with its name, prefixes and transports only (no locations, no access
+    /// entries), so that the router classifies their flows as theirs and denies them.
+    pub fn known(&self) -> &[&'w str] {
+        &self.known
+    }
+
+    /// Every service of the config in its order (by name), each with whether it is only known.
+    pub fn listed(&self) -> impl Iterator<Item = (&'w str, bool)> + '_ {
+        let mut routed = self.services.iter().copied().peekable();
+        let mut known = self.known.iter().copied().peekable();
+        std::iter::from_fn(move || match (routed.peek(), known.peek()) {
+            (Some(r), Some(k)) if k < r => known.next().map(|k| (k, true)),
+            (Some(_), _) => routed.next().map(|r| (r, false)),
+            (None, _) => known.next().map(|k| (k, true)),
+        })
     }
 
     pub fn access(&self) -> &[(&'w str, &'w str)] {
@@ -231,6 +268,9 @@ impl<'w> Contents<'w> {
                         h.update((*i as u64).to_be_bytes());
                     }
                 }
+            }
+            for s in &self.known {
+                put(&mut h, b'K', s, w.services.get(*s).map(|r| &r.known_hash));
             }
             for (t, s) in &self.access {
                 if let Some(g) = w.grant(t, s) {
@@ -324,7 +364,16 @@ impl<'w> Selection<'w> {
         let c = &self.contents;
         pb::RouterConfig {
             tenants: c.tenants.iter().filter_map(|t| tenant(w, t)).collect(),
-            services: c.services.iter().filter_map(|s| service(w, s)).collect(),
+            services: c
+                .listed()
+                .filter_map(|(s, known)| {
+                    if known {
+                        known_service(w, s)
+                    } else {
+                        service(w, s)
+                    }
+                })
+                .collect(),
             access: c
                 .access
                 .iter()
@@ -474,6 +523,17 @@ pub fn service(w: &World, name: &str) -> Option<pb::Service> {
         locations,
         traffic_class: traffic_class(spec.traffic_class) as i32,
         load_balancing: load_balancing(spec.load_balancing) as i32,
+    })
+}
+
+/// A service as a router that only knows it sees it: its name, prefixes and transports.
+pub fn known_service(w: &World, name: &str) -> Option<pb::Service> {
+    let full = service(w, name)?;
+    Some(pb::Service {
+        name: full.name,
+        prefixes: full.prefixes,
+        transports: full.transports,
+        ..Default::default()
     })
 }
 

@@ -134,8 +134,88 @@ fn nothing_else_is_allowed() {
         .map(|(t, s)| (t.to_string(), s.to_string()))
         .collect();
         assert_eq!(pairs, want, "{}", out.router);
-        assert!(!out.services.iter().any(|s| s.name == "inventory"));
     }
+}
+
+#[test]
+fn stores_know_the_services_nested_in_internet_without_reaching_them() {
+    let c = retail();
+    for out in stores(&c) {
+        // Inside `internet`'s 0.0.0.0/0, which guest may reach: the store must classify a flow
+        // to 10.255.3.10:443 as inventory's (and deny it), not as internet's.
+        let inventory = out
+            .services
+            .iter()
+            .find(|s| s.name == "inventory")
+            .unwrap_or_else(|| panic!("{} does not know inventory", out.router));
+        assert_eq!(inventory.prefixes, ["10.255.3.10/32"]);
+        assert_eq!(inventory.transports.len(), 1);
+        assert!(inventory.locations.is_empty(), "{inventory:?}");
+        assert!(inventory.hostname.is_empty());
+        assert!(!out.access.iter().any(|a| a.service == "inventory"));
+        let names: Vec<&str> = out.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ads-cdn",
+                "internet",
+                "inventory",
+                "payments",
+                "video-archive"
+            ],
+            "{}: in name order, routed and known alike",
+            out.router
+        );
+    }
+}
+
+#[test]
+fn a_router_learns_no_service_outside_what_it_routes() {
+    // Without a tenant allowed `internet`, nothing encloses inventory: the store does not learn
+    // it (need to know).
+    let c = compile(&without_breakout(load("examples/retail")), &options());
+    for out in stores(&c) {
+        let names: Vec<&str> = out.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ads-cdn", "payments", "video-archive"],
+            "{}",
+            out.router
+        );
+    }
+}
+
+#[test]
+fn a_change_to_a_nested_service_rebuilds_the_routers_that_know_it() {
+    let intent = load("examples/retail");
+    let mut compiler = Compiler::new(options());
+    compiler.compile(&intent);
+    let mut changed = intent.clone();
+    let inventory = changed
+        .services
+        .iter_mut()
+        .find(|s| s.metadata.name.as_deref() == Some("inventory"))
+        .expect("inventory");
+    inventory.spec.transports[0].ports[0].port = 9443;
+    let out = compiler.compile(&changed);
+    // Every store knows it through `internet`; hub-azure fronts it, hub-aws knows it through
+    // `internet`, which it fronts.
+    assert_eq!(
+        out.rebuilt,
+        [
+            "hub-aws",
+            "hub-azure",
+            "store-0142",
+            "store-0217",
+            "store-0388"
+        ]
+    );
+    let store = cfg(&out.routers["store-0142"]);
+    let inventory = store.services.iter().find(|s| s.name == "inventory");
+    assert_eq!(
+        inventory.map(|s| s.transports[0].ports[0].first),
+        Some(9443)
+    );
 }
 
 #[test]
@@ -178,9 +258,23 @@ fn hubs_mesh_and_know_every_store() {
         peers,
         ["hub-azure", "store-0142", "store-0217", "store-0388"]
     );
-    // It fronts payments, video-archive and internet; not inventory or ads-cdn.
-    let services: Vec<&str> = aws.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(services, ["internet", "payments", "video-archive"]);
+    // It fronts payments, video-archive and internet; inventory and ads-cdn lie inside
+    // internet's 0.0.0.0/0, so it knows them (without locations).
+    let services: Vec<(&str, usize)> = aws
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.locations.len()))
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("ads-cdn", 0),
+            ("internet", 2),
+            ("inventory", 0),
+            ("payments", 2),
+            ("video-archive", 1)
+        ]
+    );
     let tenants: Vec<&str> = aws.tenants.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(tenants, ["cameras", "guest", "pos"]);
     // Internet breakout leaves through the VPC's egress firewall.
@@ -237,7 +331,7 @@ fn same_objects_in_any_order_give_identical_configs() {
 
 #[test]
 fn a_change_recompiles_only_the_routers_it_touches() {
-    let intent = load("examples/retail");
+    let intent = without_breakout(load("examples/retail"));
     let mut compiler = Compiler::new(options());
     let first = compiler.compile(&intent);
     assert_eq!(first.rebuilt.len(), 5);
@@ -256,13 +350,14 @@ fn a_change_recompiles_only_the_routers_it_touches() {
         .policies
         .push(policy("kiosk-loyalty", "kiosk", "loyalty"));
     let after = compiler.compile(&changed);
+    // hub-azure fronts `internet` (0.0.0.0/0), so it knows every IPv4 service.
     assert_eq!(
         after.rebuilt,
-        ["hub-aws", "store-0142"],
+        ["hub-aws", "hub-azure", "store-0142"],
         "{:?}",
         after.diagnostics
     );
-    for name in ["hub-azure", "store-0217", "store-0388"] {
+    for name in ["store-0217", "store-0388"] {
         assert_eq!(
             after.routers[name].version, first.routers[name].version,
             "{name}"
@@ -274,7 +369,7 @@ fn a_change_recompiles_only_the_routers_it_touches() {
         assert_eq!(out.version, scratch.routers[name].version, "{name}");
     }
 
-    // Changing that service (a new port) touches the same two routers only.
+    // Changing that service (a new port) touches the same three routers only.
     let mut changed2 = changed.clone();
     if let Some(s) = changed2
         .services
@@ -287,7 +382,7 @@ fn a_change_recompiles_only_the_routers_it_touches() {
         });
     }
     let after2 = compiler.compile(&changed2);
-    assert_eq!(after2.rebuilt, ["hub-aws", "store-0142"]);
+    assert_eq!(after2.rebuilt, ["hub-aws", "hub-azure", "store-0142"]);
 
     // A key rotation touches everyone.
     compiler.set_options(Options {
@@ -516,10 +611,19 @@ fn peer_keys_are_hkdf_of_the_sorted_names_and_the_epoch() {
     assert_ne!(keys.key("hub-a", "store-1", 6), want);
 }
 
-/// The retail example plus a tenant only store-0142 has (`kiosk`, 10.1.50.0/24), allowed by
+/// `intent` without the Policy `guest-internet`. With it, every store and both hubs route
+/// `internet` (0.0.0.0/0) and so know every IPv4 service: no service change would be narrow.
+fn without_breakout(mut intent: Intent) -> Intent {
+    intent
+        .policies
+        .retain(|p| p.metadata.name.as_deref() != Some("guest-internet"));
+    intent
+}
+
+/// The retail example without the breakout, plus a tenant only store-0142 has (`kiosk`, 10.1.50.0/24), allowed by
 /// `kiosk-loyalty` to a service only hub-aws fronts (`loyalty`).
 fn retail_with_kiosk() -> Intent {
-    let mut intent = load("examples/retail");
+    let mut intent = without_breakout(load("examples/retail"));
     intent.tenants.push(tenant("kiosk", &["10.1.50.0/24"]));
     intent
         .services
@@ -564,8 +668,9 @@ fn changing_a_service_one_store_uses_reaches_that_store_and_its_hub() {
     let mut after = before.clone();
     named(&mut after.services, "loyalty").spec.transports[0].ports[0].port = 8443;
     let c = recompile(&before, &after);
-    assert_eq!(c.reselected, ["hub-aws", "store-0142"]);
-    assert_eq!(c.rebuilt, ["hub-aws", "store-0142"]);
+    // And hub-azure, which knows it: it fronts `internet` (0.0.0.0/0).
+    assert_eq!(c.reselected, ["hub-aws", "hub-azure", "store-0142"]);
+    assert_eq!(c.rebuilt, ["hub-aws", "hub-azure", "store-0142"]);
 }
 
 #[test]

@@ -61,6 +61,11 @@ pub struct ResolvedService {
     pub hash: [u8; 32],
     /// Indexes into `service.spec.locations` whose router exists and is usable.
     pub locations: Vec<usize>,
+    /// Its addresses that parse, truncated.
+    pub prefixes: Vec<IpNet>,
+    /// SHA-256 of what a router that only *knows* the service receives (addresses and
+    /// transports, see [`World::nested`]): a change elsewhere in the spec leaves it alone.
+    pub known_hash: [u8; 32],
 }
 
 impl ResolvedService {
@@ -139,6 +144,11 @@ pub struct World {
     pub services_by_router: BTreeMap<Name, BTreeSet<Name>>,
     /// Service → the tenants that may reach it (an index of `grants`).
     pub tenants_by_service: BTreeMap<Name, BTreeSet<Name>>,
+    /// Service → the other services with an address inside one of its prefixes (equal
+    /// included), sorted. A router that routes a service must also know these, or its
+    /// longest-prefix match would take their flows for the enclosing service's
+    /// ([`select`](super::select)).
+    pub nested: BTreeMap<Name, Vec<Name>>,
 }
 
 fn name_of<K: kube::Resource>(object: &K) -> Option<&str> {
@@ -300,6 +310,54 @@ pub fn overlaps(tenant_prefixes: &[IpNet], lan_prefixes: &[IpNet]) -> bool {
         .any(|t| lan_prefixes.iter().any(|l| l.contains(t) || t.contains(l)))
 }
 
+/// Whether one of `inner` lies inside (or equals) one of `outer`.
+pub fn nested_in(inner: &[IpNet], outer: &[IpNet]) -> bool {
+    inner.iter().any(|i| outer.iter().any(|o| o.contains(i)))
+}
+
+/// [`World::nested`] for these services. Every prefix is sorted by (family, network, length);
+/// the prefixes inside a prefix P are then a run from P's network to its broadcast address, so
+/// each service costs a binary search per prefix plus what it contains.
+fn nesting(services: &BTreeMap<Name, ResolvedService>) -> BTreeMap<Name, Vec<Name>> {
+    fn key(p: &IpNet) -> (bool, u128, u8) {
+        match p {
+            IpNet::V4(v4) => (false, u128::from(u32::from(v4.network())), v4.prefix_len()),
+            IpNet::V6(v6) => (true, u128::from(v6.network()), v6.prefix_len()),
+        }
+    }
+    let mut all: Vec<((bool, u128, u8), &Name)> = services
+        .iter()
+        .flat_map(|(name, s)| s.prefixes.iter().map(move |p| (key(p), name)))
+        .collect();
+    all.sort_unstable();
+    let mut nested = BTreeMap::new();
+    for (name, s) in services {
+        let mut inside: Vec<Name> = Vec::new();
+        for p in &s.prefixes {
+            let (family, first, len) = key(p);
+            let last = match p {
+                IpNet::V4(v4) => u128::from(u32::from(v4.broadcast())),
+                IpNet::V6(v6) => u128::from(v6.broadcast()),
+            };
+            let start = all.partition_point(|(k, _)| *k < (family, first, 0));
+            for (k, other) in all.get(start..).into_iter().flatten() {
+                if k.0 != family || k.1 > last {
+                    break;
+                }
+                if k.2 >= len && *other != name {
+                    inside.push(Name::clone(other));
+                }
+            }
+        }
+        if !inside.is_empty() {
+            inside.sort_unstable();
+            inside.dedup();
+            nested.insert(Name::clone(name), inside);
+        }
+    }
+    nested
+}
+
 impl TenantEntry {
     fn new(tenant: &Tenant) -> Self {
         Self {
@@ -416,6 +474,7 @@ impl World {
         changes.tenants_by_service_before = std::mem::take(&mut self.tenants_by_service);
         self.services_by_router.clear();
         self.resolve_services(&mut d);
+        self.nested = nesting(&self.services);
         self.resolve_policies(&mut d);
         changes.services = differing(
             changes
@@ -711,12 +770,20 @@ impl World {
                     )),
                 }
             }
+            let spec = &stored.object.spec;
             self.services.insert(
                 Name::clone(name),
                 ResolvedService {
                     service: Arc::clone(&stored.object),
                     hash: stored.hash,
                     locations,
+                    prefixes: spec
+                        .addresses
+                        .iter()
+                        .filter_map(|p| p.as_str().parse::<IpNet>().ok())
+                        .map(|p| p.trunc())
+                        .collect(),
+                    known_hash: spec_hash(&(&spec.addresses, &spec.transports)),
                 },
             );
         }
