@@ -557,6 +557,10 @@ impl PathMonitor {
                         });
                     }
                     if to == State::Up {
+                        // A path that comes back is measured afresh (anything sampled while it
+                        // was coming up is not its quality); hysteresis in the book decides when
+                        // it is trusted again.
+                        m.quality.reset(now);
                         m.ever_up = true;
                         m.liveness = Liveness::Up;
                         self.counters.went_up += 1;
