@@ -9,6 +9,7 @@ pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
+pub mod health;
 pub mod io;
 pub mod packet;
 pub mod path;
