@@ -145,6 +145,14 @@ fn payments_leave_a_location_whose_server_died_and_come_back_when_it_returns() {
         Duration::from_secs(6),
         || location(&lab, STORE, AWS).as_deref() == Some("down"),
     );
+    let explain = lab
+        .explain(STORE, "pos", tcp, Proto::Tcp)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let steps = explain["steps"].to_string();
+    assert!(
+        explain["peer"] == AZURE && steps.contains("location at hub-aws skipped"),
+        "explain does not say why hub-aws is skipped: {explain}"
+    );
     let paid = pay_until_ok(&pos, tcp, Duration::from_secs(6))
         .map(|_| killed.elapsed())
         .unwrap_or_else(|| panic!("no payment within 6 s of the kill\n{}", lab.logs()));

@@ -86,6 +86,17 @@ fn check_probe(packet: &[u8]) {
     }
 }
 
+/// The testbed store's service health and the hub's peer index there, at [`WALL`].
+fn store_health() -> (ServiceHealth, Option<u16>) {
+    let (now, edge, hub) = lab_tables(0);
+    let clock = WallClock {
+        at: now,
+        unix_us: WALL,
+    };
+    let peer = edge.peer_named(&hub.router);
+    (ServiceHealth::new(now, edge, clock, 1), peer)
+}
+
 pub(super) fn run(data: &[u8]) {
     let (now, edge, hub) = lab_tables(0);
     let clock = WallClock {
@@ -93,8 +104,7 @@ pub(super) fn run(data: &[u8]) {
         unix_us: WALL,
     };
     // As a message from the hub to the store.
-    let mut store = ServiceHealth::new(now, Arc::clone(&edge), clock, 1);
-    let peer = edge.peer_named(&hub.router);
+    let (mut store, peer) = store_health();
     if store.handle_message(now, peer, data).is_ok() {
         let keys = &edge.peers[usize::from(peer.expect("accepted from a peer"))].keys;
         let (m, seq) =
@@ -186,13 +196,12 @@ mod tests {
 
     #[test]
     fn the_seeds_reach_the_store_and_the_prober() {
-        let (now, edge, hub) = lab_tables(0);
+        let (now, _, hub) = lab_tables(0);
         let clock = WallClock {
             at: now,
             unix_us: WALL,
         };
-        let mut store = ServiceHealth::new(now, Arc::clone(&edge), clock, 1);
-        let peer = edge.peer_named(&hub.router);
+        let (mut store, peer) = store_health();
         assert_eq!(store.handle_message(now, peer, &down_message()), Ok(()));
         assert_eq!(store.down().len(), 1, "payments at the hub is down");
         let mut h = ServiceHealth::new(now, Arc::clone(&hub), clock, 5);

@@ -110,32 +110,20 @@ impl CheckSettings {
     }
 }
 
-macro_rules! message_counters {
-    ($($field:ident => $name:literal: $help:literal,)*) => {
-        /// What happened to health messages.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct MessageCounters { $(pub $field: u64,)* }
-
-        impl MessageCounters {
-            /// (metric label, help, value) for each counter.
-            pub fn named(&self) -> Vec<(&'static str, &'static str, u64)> {
-                vec![$(($name, $help, self.$field),)*]
-            }
-        }
-    };
-}
-
-message_counters! {
-    sent => "sent": "health messages sent to peers",
-    accepted => "accepted": "health messages accepted",
-    changed => "changed": "accepted messages that changed a location's state",
-    malformed => "malformed": "not a health message, or a field missing",
-    unknown_source => "unknown-source": "from an address and port no peer path uses",
-    unknown_key => "unknown-key": "naming a key the peer does not have",
-    auth_failed => "auth-failed": "wrong HMAC, or not from that peer to this router",
-    replay => "replay": "sequence number seen already or too old (replay)",
-    stale => "stale": "time more than 5 minutes from this router's clock",
-    unknown_service => "unknown-service": "about a service this router does not reach at that peer",
+named_counters! {
+    /// What happened to health messages.
+    MessageCounters {
+        sent => "sent": "health messages sent to peers",
+        accepted => "accepted": "health messages accepted",
+        changed => "changed": "accepted messages that changed a location's state",
+        malformed => "malformed": "not a health message, or a field missing",
+        unknown_source => "unknown-source": "from an address and port no peer path uses",
+        unknown_key => "unknown-key": "naming a key the peer does not have",
+        auth_failed => "auth-failed": "wrong HMAC, or not from that peer to this router",
+        replay => "replay": "sequence number seen already or too old (replay)",
+        stale => "stale": "time more than 5 minutes from this router's clock",
+        unknown_service => "unknown-service": "about a service this router does not reach at that peer",
+    }
 }
 
 /// Maps `now` to the wall clock, from one reading taken at construction.

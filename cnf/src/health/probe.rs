@@ -98,32 +98,20 @@ struct Target {
     since: Instant,
 }
 
-macro_rules! probe_counters {
-    ($($field:ident => $name:literal: $help:literal,)*) => {
-        /// What the prober did.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct ProbeCounters { $(pub $field: u64,)* }
-
-        impl ProbeCounters {
-            /// (metric label, help, value) for each counter.
-            pub fn named(&self) -> Vec<(&'static str, &'static str, u64)> {
-                vec![$(($name, $help, self.$field),)*]
-            }
-        }
-    };
-}
-
-probe_counters! {
-    echo_sent => "echo-sent": "ICMP echo requests sent to location addresses",
-    echo_answered => "echo-answered": "echo replies in time",
-    echo_timeout => "echo-timeout": "echo requests without a reply in time",
-    syn_sent => "syn-sent": "TCP SYN probes sent",
-    tcp_open => "tcp-open": "SYN-ACKs (the port listens; answered with a RST)",
-    tcp_refused => "tcp-refused": "RSTs (nothing listens on the port)",
-    tcp_timeout => "tcp-timeout": "SYN probes without an answer in time",
-    late => "late": "answers after their timeout, or to no probe in flight",
-    went_down => "went-down": "addresses that turned Down",
-    went_up => "went-up": "addresses that turned Up",
+named_counters! {
+    /// What the prober did.
+    ProbeCounters {
+        echo_sent => "echo-sent": "ICMP echo requests sent to location addresses",
+        echo_answered => "echo-answered": "echo replies in time",
+        echo_timeout => "echo-timeout": "echo requests without a reply in time",
+        syn_sent => "syn-sent": "TCP SYN probes sent",
+        tcp_open => "tcp-open": "SYN-ACKs (the port listens; answered with a RST)",
+        tcp_refused => "tcp-refused": "RSTs (nothing listens on the port)",
+        tcp_timeout => "tcp-timeout": "SYN probes without an answer in time",
+        late => "late": "answers after their timeout, or to no probe in flight",
+        went_down => "went-down": "addresses that turned Down",
+        went_up => "went-up": "addresses that turned Up",
+    }
 }
 
 /// One probed address as the admin API shows it.

@@ -110,35 +110,23 @@ impl MonitorSettings {
     }
 }
 
-macro_rules! bfd_counters {
-    ($($field:ident => $name:literal: $help:literal,)*) => {
-        /// What the monitor did with BFD packets.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct BfdCounters { $(pub $field: u64,)* }
-
-        impl BfdCounters {
-            /// (metric label, help, value) for each counter.
-            pub fn named(&self) -> Vec<(&'static str, &'static str, u64)> {
-                vec![$(($name, $help, self.$field),)*]
-            }
-        }
-    };
-}
-
-bfd_counters! {
-    rx => "rx": "BFD packets accepted",
-    tx => "tx": "BFD packets sent",
-    malformed => "malformed": "not a valid IP/UDP/BFD Control packet (RFC 5880 §6.8.6 checks)",
-    bad_ttl => "bad-ttl": "single-hop packets with a TTL other than 255",
-    unknown_discriminator => "unknown-discriminator": "Your Discriminator names no session",
-    unknown_source => "unknown-source": "Your Discriminator 0 from an address no path expects",
-    auth_mismatch => "auth-mismatch": "authentication present where none is used, or missing where it is",
-    auth_failed => "auth-failed": "wrong digest or unknown key id",
-    bad_sequence => "bad-sequence": "authentication sequence number outside the window (replay)",
-    admin_down_discarded => "admin-down-discarded": "packets for a session held AdminDown",
-    went_up => "went-up": "sessions that reached Up",
-    went_down => "went-down": "sessions that fell from Up",
-    nat_learned => "nat-learned": "peer addresses learned behind a NAT",
+named_counters! {
+    /// What the monitor did with BFD packets.
+    BfdCounters {
+        rx => "rx": "BFD packets accepted",
+        tx => "tx": "BFD packets sent",
+        malformed => "malformed": "not a valid IP/UDP/BFD Control packet (RFC 5880 §6.8.6 checks)",
+        bad_ttl => "bad-ttl": "single-hop packets with a TTL other than 255",
+        unknown_discriminator => "unknown-discriminator": "Your Discriminator names no session",
+        unknown_source => "unknown-source": "Your Discriminator 0 from an address no path expects",
+        auth_mismatch => "auth-mismatch": "authentication present where none is used, or missing where it is",
+        auth_failed => "auth-failed": "wrong digest or unknown key id",
+        bad_sequence => "bad-sequence": "authentication sequence number outside the window (replay)",
+        admin_down_discarded => "admin-down-discarded": "packets for a session held AdminDown",
+        went_up => "went-up": "sessions that reached Up",
+        went_down => "went-down": "sessions that fell from Up",
+        nat_learned => "nat-learned": "peer addresses learned behind a NAT",
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -582,6 +582,17 @@ mod tests {
         std::iter::from_fn(|| s.poll_event()).collect()
     }
 
+    /// The round trips (rtt, lost) among `s`'s events.
+    fn round_trips(s: &mut Session) -> Vec<(Duration, u32)> {
+        events(s)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::RoundTrip { rtt, lost } => Some((rtt, lost)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn two_sessions_come_up_and_switch_to_the_fast_rate() {
         let mut p = Pair::new(SessionConfig::default(), SessionConfig::default(), 5 * MS);
@@ -713,13 +724,7 @@ mod tests {
         };
         let mut p = Pair::new(probe, SessionConfig::default(), 7 * MS);
         p.run(Duration::from_secs(5));
-        let rtts: Vec<_> = events(&mut p.a)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::RoundTrip { rtt, lost } => Some((rtt, lost)),
-                _ => None,
-            })
-            .collect();
+        let rtts = round_trips(&mut p.a);
         // Every ~44 ms a probe: about 100 in 5 s once Up.
         assert!(rtts.len() > 60, "{}", rtts.len());
         // 7 ms each way, answered within the 1 ms step of arrival.
@@ -757,13 +762,7 @@ mod tests {
         p.cut_to_b = false;
         p.run(Duration::from_secs(5));
         assert_eq!(p.a.state(), State::Up);
-        let rtts: Vec<_> = events(&mut p.a)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::RoundTrip { rtt, lost } => Some((rtt, lost)),
-                _ => None,
-            })
-            .collect();
+        let rtts = round_trips(&mut p.a);
         assert!(rtts.len() > 30, "probing resumed: {}", rtts.len());
         assert!(
             rtts.iter().all(|&(rtt, lost)| rtt <= 12 * MS && lost == 0),
