@@ -30,11 +30,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::ffi::CString;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use signpost_cnf::io::{DriverChoice, FrameSize, IdlePolicy, IoConfig, PortStats};
+use signpost_e2e::bench;
 use support::netns::{self, A_ADDR, B_ADDR, Lab, ROUTER_PORTS};
 use support::router;
 
@@ -155,128 +154,21 @@ fn mac_bytes(text: &str) -> [u8; 6] {
 fn udp_frames() -> Vec<Vec<u8>> {
     (0..64u16)
         .map(|i| {
-            let builder = etherparse::PacketBuilder::ethernet2(
+            bench::udp_frame(
                 mac_bytes(support::netns::A_MAC),
                 mac_bytes(support::netns::R_A_MAC),
+                (A_ADDR, 1024 + i),
+                (B_ADDR, 9),
+                60,
             )
-            .ipv4(A_ADDR.octets(), B_ADDR.octets(), 64)
-            .udp(1024 + i, 9);
-            let mut frame = Vec::with_capacity(builder.size(18));
-            builder
-                .write(&mut frame, &[0x53; 18])
-                .expect("a 60-byte frame fits a Vec");
-            frame
         })
         .collect()
-}
-
-/// One sender: AF_PACKET on `a0` (qdisc bypassed, as trafgen does), `sendmmsg` of 64 frames
-/// at a time until `deadline`, retrying when the device pushes back. Returns frames sent.
-fn udp_sender(deadline: Instant) -> Result<(u64, u64), String> {
-    let cpu_before = cpu_ns("/proc/thread-self/schedstat");
-    let mut frames = udp_frames();
-    let ifindex = CString::new("a0").map_err(|e| e.to_string())?;
-    // SAFETY: plain libc calls on a socket this function owns; the message array points at
-    // `frames` and `iovecs`, which outlive every sendmmsg call.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(format!(
-                "sender socket: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let one: libc::c_int = 1;
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let mut address: libc::sockaddr_ll = std::mem::zeroed();
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_ifindex = libc::if_nametoindex(ifindex.as_ptr()) as libc::c_int;
-        if libc::bind(
-            fd,
-            (&address as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        ) < 0
-        {
-            let error = std::io::Error::last_os_error();
-            libc::close(fd);
-            return Err(format!("sender bind: {error}"));
-        }
-        let mut iovecs: Vec<libc::iovec> = frames
-            .iter_mut()
-            .map(|f| libc::iovec {
-                iov_base: f.as_mut_ptr().cast(),
-                iov_len: f.len(),
-            })
-            .collect();
-        let mut messages: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .map(|iov| {
-                let mut m: libc::mmsghdr = std::mem::zeroed();
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        let mut sent = 0u64;
-        while Instant::now() < deadline {
-            let n = libc::sendmmsg(fd, messages.as_mut_ptr(), messages.len() as u32, 0);
-            if n > 0 {
-                sent += n as u64;
-                continue;
-            }
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {
-                    std::thread::yield_now()
-                }
-                _ => {
-                    let error = std::io::Error::last_os_error();
-                    libc::close(fd);
-                    return Err(format!("sendmmsg: {error}"));
-                }
-            }
-        }
-        libc::close(fd);
-        Ok((
-            sent,
-            cpu_ns("/proc/thread-self/schedstat").saturating_sub(cpu_before),
-        ))
-    }
-}
-
-/// The first field of a `schedstat` file: nanoseconds the thread has run on a CPU, including
-/// the softirq work it did (this kernel has no separate IRQ time accounting).
-fn cpu_ns(schedstat: &str) -> u64 {
-    std::fs::read_to_string(schedstat)
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// CPU time so far of the router's worker threads (named `io-q*`) in this process and of the
 /// kernel's `ksoftirqd` threads (softirq work deferred out of the threads that raised it).
 fn router_and_softirq_cpu_ns() -> u64 {
-    let mut total = 0;
-    let mut add_matching = |dir: &str, prefix: &str| {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            if comm.starts_with(prefix) {
-                total += cpu_ns(&path.join("schedstat").to_string_lossy());
-            }
-        }
-    };
-    add_matching("/proc/self/task", "io-q");
-    add_matching("/proc", "ksoftirqd/");
-    total
+    bench::own_threads_cpu_ns("io-q") + bench::softirq_cpu_ns()
 }
 
 struct UdpResult {
@@ -293,16 +185,15 @@ fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
     let received_before = lab.ip_in_receives(&lab.b)?;
     let cpu_before = router_and_softirq_cpu_ns();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(options.seconds);
-    let senders: Vec<_> = (0..options.senders)
-        .map(|_| netns::in_namespace(&lab.a, move || udp_sender(deadline)))
-        .collect();
-    let (mut offered, mut sender_cpu_ns) = (0, 0);
-    for sender in senders {
-        let (sent, cpu) = sender.join().map_err(|_| "a sender panicked")??;
-        offered += sent;
-        sender_cpu_ns += cpu;
-    }
+    let flood = bench::flood(
+        &lab.a,
+        "a0",
+        &udp_frames(),
+        options.senders,
+        Duration::from_secs(options.seconds),
+        None,
+    )?;
+    let (offered, sender_cpu_ns) = (flood.sent, flood.cpu_ns);
     let seconds = started.elapsed().as_secs_f64();
     // Frames still queued in the router reach b within this pause.
     std::thread::sleep(Duration::from_millis(300));
@@ -316,73 +207,9 @@ fn udp_run(lab: &Lab, options: &Options) -> Result<UdpResult, String> {
     })
 }
 
-struct TcpResult {
-    bits_per_second: f64,
-    retransmits: u64,
-}
-
-fn tcp_run(lab: &Lab, seconds: u64) -> Result<TcpResult, String> {
-    let server_addr = B_ADDR.to_string();
-    let mut server = Command::new("ip")
-        .args([
-            "netns", "exec", &lab.b, "timeout", "60", "iperf3", "-s", "-1", "-B",
-        ])
-        .arg(&server_addr)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run iperf3: {e}"))?;
-    std::thread::sleep(Duration::from_millis(300));
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.a,
-            "timeout",
-            "60",
-            "iperf3",
-            "-c",
-            &server_addr,
-        ])
-        .args(["-t", &seconds.to_string(), "-J"])
-        .output()
-        .map_err(|e| format!("cannot run iperf3: {e}"));
-    let _ = server.kill();
-    let _ = server.wait();
-    let output = output?;
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("iperf3 JSON: {e}"))?;
-    if let Some(error) = report["error"].as_str() {
-        let intervals: Vec<String> = report["intervals"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .map(|i| {
-                        format!(
-                            "{:.1}",
-                            i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Err(format!(
-            "iperf3 a -> b failed: {error}; Mbit/s per second before that: {}",
-            intervals.join(" ")
-        ));
-    }
-    let end = &report["end"];
-    Ok(TcpResult {
-        bits_per_second: end["sum_received"]["bits_per_second"]
-            .as_f64()
-            .ok_or("iperf3 JSON has no end.sum_received.bits_per_second")?,
-        retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
-    })
-}
-
 struct Outcome {
     udp: UdpResult,
-    tcp: TcpResult,
+    tcp: bench::Tcp,
     router: Option<Vec<PortStats>>,
     offloads: String,
 }
@@ -458,7 +285,13 @@ fn run_scenario(scenario: Scenario, options: &Options) -> Result<Outcome, String
     drop(stop_sink);
     let _ = sink.join();
     let udp = udp?;
-    let tcp = tcp_run(&lab, options.tcp_seconds)?;
+    let tcp = bench::iperf3_tcp(
+        &lab.a,
+        &lab.b,
+        &B_ADDR.to_string(),
+        5201,
+        options.tcp_seconds,
+    )?;
     let router = router.map(|r| r.stop()).transpose()?;
     Ok(Outcome {
         udp,

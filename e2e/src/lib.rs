@@ -9,6 +9,8 @@
 //! `SKIPPED: <why>` so the skip is visible — except as root under `CI`, where
 //! [`skip_unless_able`] fails instead, so a missing tool cannot pass for a green run.
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod capture;
 #[cfg(feature = "lab")]
 pub mod compare;
@@ -19,6 +21,8 @@ pub mod lab;
 pub mod netns;
 pub mod plot;
 pub mod process;
+#[cfg(feature = "bench")]
+pub mod router_pair;
 pub mod traffic;
 
 pub use netns::{Namespace, available, enter, in_namespace, remove_all_on_signal};

@@ -1,7 +1,8 @@
 //! The container images' Dockerfiles (`deploy/docker/`), checked without a Docker engine:
 //! every `cargo build` they run names packages and binaries the workspace has, every binary
 //! they copy out is one those commands build, the entrypoint is one of them, and the build
-//! context `.dockerignore` leaves holds a workspace cargo can resolve with `--locked`.
+//! context `.dockerignore` leaves holds a workspace cargo can resolve with `--locked`, and
+//! each image's runtime stage has the shared libraries its binaries link (`ldd`).
 //!
 //! Nothing here builds an image (there is no Docker engine where the tests run); the README
 //! says so.
@@ -275,5 +276,51 @@ fn docker_build_context_holds_the_workspace() {
                 src.display()
             );
         }
+    }
+}
+
+/// The shared libraries `binary` needs (`ldd`), by file name.
+fn needed_libraries(binary: &Path) -> Result<BTreeSet<String>, String> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ldd {}: {}",
+            binary.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|l| l.rsplit('/').next().unwrap_or(l).to_string())
+        .collect())
+}
+
+/// What each image's runtime stage provides is enough for its binaries: the operator's
+/// distroless `cc` base has glibc and libgcc_s only (no libelf), the router's Debian slim stage
+/// installs libelf1 and zlib1g. Checked on this machine's build of the same binaries.
+#[test]
+fn each_image_base_has_the_libraries_its_binaries_link() {
+    let glibc = ["linux-vdso.so.1", "libc.so.6", "libm.so.6", "libgcc_s.so.1"];
+    let loader = |l: &str| l.starts_with("ld-linux");
+    let router_extra = ["libelf.so.1", "libz.so.1"];
+    for (binary, extra) in [
+        ("signpost-operator", &[][..]),
+        ("signpostctl", &[][..]),
+        ("signpost-router", &router_extra[..]),
+    ] {
+        let path = signpost_e2e::binary(binary).unwrap_or_else(|e| panic!("{e}"));
+        let needed = needed_libraries(&path).unwrap_or_else(|e| panic!("{e}"));
+        let missing: Vec<&String> = needed
+            .iter()
+            .filter(|l| !loader(l) && !glibc.contains(&l.as_str()) && !extra.contains(&l.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{binary} links {missing:?}, which its image's runtime stage does not install"
+        );
     }
 }

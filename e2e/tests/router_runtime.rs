@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use signpost_e2e::router_pair::{ROUTERS, RouterPair};
 use signpost_e2e::{Child, Namespace, binary, in_namespace};
 
 const PAYMENTS: SocketAddr =
@@ -29,34 +30,6 @@ const PAYMENTS: SocketAddr =
 const TELEMETRY: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 255, 1, 20)), 5140);
 const OPERATOR: &str = "172.31.0.1:7443";
-
-const ROUTERS: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Router
-metadata: {name: store-1}
-spec:
-  role: edge
-  interfaces:
-    - {name: broadband, role: wan, device: wan0, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}
-    - name: lan
-      role: lan
-      device: lan0
-      addresses: [10.1.10.1/24]
-      networks: [{name: pos, prefixes: [10.1.10.0/24]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Router
-metadata: {name: hub-1}
-spec:
-  role: hub
-  interfaces:
-    - {name: internet, role: wan, device: wan0, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}
-    - name: vpc
-      role: lan
-      device: lan0
-      addresses: [10.100.1.1/24]
-      networks: [{name: services, prefixes: [10.100.0.0/16]}]
-"#;
 
 const TENANTS_AND_SERVICES: &str = r#"
 apiVersion: signpost.dev/v1alpha1
@@ -99,12 +72,16 @@ struct Lab {
     dir: tempfile::TempDir,
     operator: Option<Child>,
     routers: Vec<(String, Child)>,
-    // Dropped last: processes first, then namespaces.
-    mgmt: Namespace,
-    client: Namespace,
-    edge: Namespace,
-    hub: Namespace,
-    server: Namespace,
+    // Dropped last: processes first, then the namespaces (`client — edge — hub — server`).
+    pair: RouterPair,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = RouterPair;
+
+    fn deref(&self) -> &RouterPair {
+        &self.pair
+    }
 }
 
 fn skip() -> bool {
@@ -117,61 +94,14 @@ fn skip() -> bool {
 
 impl Lab {
     fn up() -> Result<Lab, String> {
-        let mgmt = Namespace::create("mgmt")?;
-        let client = Namespace::create("cl")?;
-        let edge = Namespace::create("edge")?;
-        let hub = Namespace::create("hub")?;
-        let server = Namespace::create("srv")?;
+        let pair = RouterPair::up()?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let lab = Lab {
+        Ok(Lab {
             dir,
             operator: None,
             routers: Vec::new(),
-            mgmt,
-            client,
-            edge,
-            hub,
-            server,
-        };
-        lab.wire()?;
-        Ok(lab)
-    }
-
-    fn wire(&self) -> Result<(), String> {
-        let (m, c, e, h, s) = (
-            &self.mgmt,
-            &self.client,
-            &self.edge,
-            &self.hub,
-            &self.server,
-        );
-        m.ip(&["link", "add", "br0", "type", "bridge"])?;
-        m.ip(&["link", "set", "br0", "up"])?;
-        m.address("br0", "172.31.0.1/24")?;
-        for (router, addr, port) in [
-            (e, "172.31.0.11/24", "m-edge"),
-            (h, "172.31.0.12/24", "m-hub"),
-        ] {
-            router.veth("mgmt0", m, port)?;
-            router.address("mgmt0", addr)?;
-            m.ip(&["link", "set", port, "master", "br0"])?;
-        }
-        c.veth("cl0", e, "lan0")?;
-        e.veth("wan0", h, "wan0")?;
-        h.veth("lan0", s, "srv0")?;
-        c.address("cl0", "10.1.10.5/24")?;
-        c.ip(&["route", "add", "default", "via", "10.1.10.1"])?;
-        s.address("srv0", "10.100.1.10/24")?;
-        s.ip(&["route", "add", "default", "via", "10.100.1.1"])?;
-        // Senders into the routers: finished checksums, MTU-sized frames.
-        c.tx_offload_off("cl0")?;
-        s.tx_offload_off("srv0")?;
-        for r in [e, h] {
-            for dev in ["lan0", "wan0"] {
-                r.tx_offload_off(dev)?;
-            }
-        }
-        Ok(())
+            pair,
+        })
     }
 
     fn manifests(&self) -> PathBuf {

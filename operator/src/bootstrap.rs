@@ -19,6 +19,12 @@
 //! the router prints it and does not retry (a token does not get better by waiting). An
 //! unknown id and a wrong secret get the same answer, so that a guess learns nothing.
 //!
+//! `Bootstrap` is the one call a client without a certificate may make, and the distribution
+//! port faces the stores' internet. Guessing is hopeless (165 bits), but each well-formed
+//! attempt costs a token lookup — an API server read in cluster mode — so lookups are limited
+//! to [`CHECKS_PER_SECOND`] (burst [`CHECK_BURST`]) per operator replica; past that an attempt
+//! is told `UNAVAILABLE` and the router retries after its backoff.
+//!
 //! Where tokens live is a [`TokenStore`]: files in the operator's TLS directory in local mode
 //! ([`LocalTokens`]), Secrets next to the Router in cluster mode
 //! (`crate::controller::tokens`).
@@ -32,8 +38,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -47,6 +53,13 @@ use crate::identity::{CertificateAuthority, CertificateRequest, Validity, write_
 pub const BOOTSTRAP_CERT_DAYS: u32 = 365;
 /// The default lifetime of a token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Token lookups per second one replica makes for `Bootstrap` calls, and the burst above it.
+/// Enrollments are rare (a store is installed); a flood of guesses must not become a flood of
+/// API server reads.
+pub const CHECKS_PER_SECOND: u64 = 10;
+pub const CHECK_BURST: u64 = 50;
+/// The longest a token may live: long enough for a box to be shipped and installed.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 86_400);
 
 const ID_LEN: usize = 6;
 const SECRET_LEN: usize = 32;
@@ -152,12 +165,21 @@ impl TokenRecord {
     /// A new token for `router`, valid for `ttl` from `now`.
     pub fn mint(router: &str, ttl: Duration, now: SystemTime) -> Result<(Token, Self), String> {
         crate::identity::check_router_name(router).map_err(|e| e.to_string())?;
+        if ttl > MAX_TTL {
+            return Err(format!(
+                "a bootstrap token lives at most {} days; mint one closer to the install",
+                MAX_TTL.as_secs() / 86_400
+            ));
+        }
+        let expires = now
+            .checked_add(ttl)
+            .ok_or_else(|| "the token's expiry is past the end of time".to_string())?;
         let token = Token::generate()?;
         let record = Self {
             id: token.id.clone(),
             router: router.to_string(),
             secret_sha256: token.secret_sha256(),
-            expires: now + ttl,
+            expires,
             used: None,
         };
         Ok((token, record))
@@ -445,6 +467,9 @@ impl TokenStore for LocalTokens {
 pub struct Enrollment {
     ca: Arc<CertificateAuthority>,
     tokens: Arc<dyn TokenStore>,
+    /// Token lookups: a bucket of [`CHECK_BURST`] refilled at [`CHECKS_PER_SECOND`], on a
+    /// clock that starts at `new`.
+    checks: Mutex<(Instant, signpost_cnf::qos::TokenBucket)>,
 }
 
 impl fmt::Debug for Enrollment {
@@ -455,22 +480,45 @@ impl fmt::Debug for Enrollment {
 
 impl Enrollment {
     pub fn new(ca: Arc<CertificateAuthority>, tokens: Arc<dyn TokenStore>) -> Self {
-        Self { ca, tokens }
+        let bucket = signpost_cnf::qos::TokenBucket::new(CHECKS_PER_SECOND, CHECK_BURST);
+        Self {
+            ca,
+            tokens,
+            checks: Mutex::new((Instant::now(), bucket)),
+        }
+    }
+
+    /// Whether a token may be looked up at `at` ([`CHECKS_PER_SECOND`]).
+    fn admit(&self, at: Instant) -> Result<(), Refusal> {
+        let Ok(mut checks) = self.checks.lock() else {
+            return Ok(());
+        };
+        let (base, bucket) = &mut *checks;
+        if bucket.try_take(signpost_cnf::qos::nanos_since(*base, at), 1) {
+            return Ok(());
+        }
+        Err(Refusal::Unavailable(format!(
+            "more than {CHECKS_PER_SECOND} bootstrap attempts per second reach this operator; \
+             retry in a moment"
+        )))
     }
 
     /// Checks the request, redeems its token and issues the router's certificate. The CSR is
-    /// checked before the token is spent, so a broken request does not burn a token.
+    /// checked before the token is spent, so a broken request does not burn a token. `now`
+    /// is the wall clock (token expiry), `at` the monotonic one (the lookup limit).
     pub async fn enroll(
         &self,
         request: &BootstrapRequest,
         peer: &str,
         now: SystemTime,
+        at: Instant,
     ) -> Result<BootstrapResponse, Refusal> {
         crate::identity::check_router_name(&request.router)
             .map_err(|e| Refusal::BadRequest(e.to_string()))?;
         let token = Token::parse(&request.token)?;
         let csr = CertificateRequest::from_pem(&request.csr_pem)
             .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        self.admit(at)?;
         let redeemed = self
             .tokens
             .redeem(&request.router, &token, peer, now)
@@ -513,6 +561,12 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     };
     if secs == 0 {
         return Err(format!("`{text}`: a token must live longer than 0 seconds"));
+    }
+    if secs > MAX_TTL.as_secs() {
+        return Err(format!(
+            "`{text}`: a bootstrap token lives at most {}d (a token is for one install, soon)",
+            MAX_TTL.as_secs() / 86_400
+        ));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -618,6 +672,48 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn token_lookups_are_limited_so_that_guesses_cannot_flood_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca, _) = CertificateAuthority::generate().expect("CA");
+        let enrollment = Enrollment::new(Arc::new(ca), Arc::new(LocalTokens::new(dir.path())));
+        let key = rcgen::KeyPair::generate().expect("key");
+        let csr = rcgen::CertificateParams::new(vec!["store-1".to_string()])
+            .and_then(|p| p.serialize_request(&key))
+            .and_then(|r| r.pem())
+            .expect("a CSR");
+        let guess = |n: usize| BootstrapRequest {
+            router: "store-1".into(),
+            token: format!("{:06}.{}", n % 1_000_000, "a".repeat(SECRET_LEN)),
+            csr_pem: csr.clone(),
+            software_version: String::new(),
+        };
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for n in 0..CHECK_BURST as usize {
+            let r = enrollment.enroll(&guess(n), "peer", now, t0).await;
+            assert!(matches!(r, Err(Refusal::Unknown { .. })), "{n}: {r:?}");
+        }
+        let r = enrollment.enroll(&guess(99), "peer", now, t0).await;
+        assert!(
+            matches!(&r, Err(Refusal::Unavailable(why)) if why.contains("per second")),
+            "past the burst: {r:?}"
+        );
+        assert_eq!(
+            r.err().map(|e| e.status().code()),
+            Some(tonic::Code::Unavailable),
+            "the router retries after its backoff"
+        );
+        // A second later, CHECKS_PER_SECOND more are looked up.
+        let t1 = t0 + Duration::from_secs(1);
+        for n in 0..CHECKS_PER_SECOND as usize {
+            let r = enrollment.enroll(&guess(n), "peer", now, t1).await;
+            assert!(matches!(r, Err(Refusal::Unknown { .. })), "{n}: {r:?}");
+        }
+        let r = enrollment.enroll(&guess(0), "peer", now, t1).await;
+        assert!(matches!(r, Err(Refusal::Unavailable(_))), "{r:?}");
+    }
+
     #[test]
     fn ttls_read_like_people_write_them() {
         assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
@@ -627,5 +723,15 @@ mod tests {
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0m").is_err());
         assert!(parse_ttl("1w").is_err());
+        assert_eq!(parse_ttl("365d"), Ok(MAX_TTL));
+        // Past the cap (or past what a time can hold) is refused, not a record no one can read.
+        for long in ["366d", "99999999999999d", "18446744073709551615s"] {
+            let err = parse_ttl(long).err().unwrap_or_default();
+            assert!(err.contains("at most 365d"), "{long}: {err}");
+        }
+        let err = TokenRecord::mint("store-1", Duration::from_secs(u64::MAX), at(0))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("at most 365 days"), "{err}");
     }
 }

@@ -224,12 +224,23 @@ pub fn server_tls_for(
     identity: &Issued,
     origin: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, DistributionError> {
+    let serving = Arc::new(ServingCert::new(identity, origin)?);
+    server_tls_serving(&identity.ca_pem, serving, origin)
+}
+
+/// [`server_tls_for`] with a serving certificate that can be replaced while the server runs
+/// ([`ServingCert::replace`]): cluster mode renews its own before it expires.
+pub fn server_tls_serving(
+    ca_pem: &str,
+    serving: Arc<ServingCert>,
+    origin: &Path,
+) -> Result<Arc<rustls::ServerConfig>, DistributionError> {
     let tls = |name: &str, error: String| DistributionError::Tls {
         path: origin.join(name),
         error,
     };
     let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(identity.ca_pem.as_bytes()) {
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let c = c.map_err(|e| tls(CA_CERT_FILE, format!("not a PEM certificate: {e}")))?;
         roots
             .add(c)
@@ -238,15 +249,6 @@ pub fn server_tls_for(
     if roots.is_empty() {
         return Err(tls(CA_CERT_FILE, "holds no certificate".into()));
     }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| tls(CERT_FILE, format!("not a PEM certificate: {e}")))?;
-    if chain.is_empty() {
-        return Err(tls(CERT_FILE, "holds no certificate".into()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-        .map_err(|e| tls(KEY_FILE, format!("holds no PEM private key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
@@ -256,10 +258,71 @@ pub fn server_tls_for(
         .with_safe_default_protocol_versions()
         .map_err(|e| tls("", e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| tls(CERT_FILE, format!("does not match {KEY_FILE}: {e}")))?;
+        .with_cert_resolver(serving);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The operator's serving certificate and key; new handshakes get whichever is current.
+#[derive(Debug)]
+pub struct ServingCert {
+    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ServingCert {
+    /// From an identity's `tls.crt` and `tls.key`; `origin` names them in errors.
+    pub fn new(identity: &Issued, origin: &Path) -> Result<Self, DistributionError> {
+        Ok(Self {
+            current: RwLock::new(Arc::new(certified_key(identity, origin)?)),
+        })
+    }
+
+    /// Serves `identity` from the next handshake on; open connections keep theirs.
+    pub fn replace(&self, identity: &Issued, origin: &Path) -> Result<(), DistributionError> {
+        let key = Arc::new(certified_key(identity, origin)?);
+        if let Ok(mut current) = self.current.write() {
+            *current = key;
+        }
+        Ok(())
+    }
+
+    /// The certificate (DER) new handshakes present.
+    pub fn current_der(&self) -> Option<CertificateDer<'static>> {
+        let current = self.current.read().ok()?;
+        current.cert.first().cloned()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|c| Arc::clone(&c))
+    }
+}
+
+fn certified_key(
+    identity: &Issued,
+    origin: &Path,
+) -> Result<rustls::sign::CertifiedKey, DistributionError> {
+    let tls = |name: &str, error: String| DistributionError::Tls {
+        path: origin.join(name),
+        error,
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(CERT_FILE, format!("not a PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(tls(CERT_FILE, "holds no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| tls(KEY_FILE, format!("holds no PEM private key: {e}")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| tls(CERT_FILE, format!("does not match {KEY_FILE}: {e}")))?;
+    Ok(certified)
 }
 
 struct Shared {
@@ -626,7 +689,10 @@ impl distribution_server::Distribution for Subscriptions {
             return Err(Status::unimplemented(reason));
         };
         let by = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
-        match enrollment.enroll(&request, &by, SystemTime::now()).await {
+        match enrollment
+            .enroll(&request, &by, SystemTime::now(), std::time::Instant::now())
+            .await
+        {
             Ok(response) => {
                 shared.bootstraps_ok.fetch_add(1, Ordering::Relaxed);
                 Ok(Response::new(response))
@@ -844,5 +910,45 @@ impl Session {
                 }
                 _ => false,
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{CertificateAuthority, Validity};
+
+    #[test]
+    fn a_replaced_serving_certificate_is_what_new_handshakes_get() {
+        let (ca, _) = CertificateAuthority::generate().expect("CA");
+        let names = ["signpost-operator.signpost.svc".to_string()];
+        let first = ca
+            .issue_operator(&names, Validity::days_from_now(1))
+            .expect("certificate");
+        let second = ca
+            .issue_operator(&names, Validity::days_from_now(365))
+            .expect("certificate");
+        let origin = Path::new("Secret signpost/signpost-ca");
+        let der = |issued: &Issued| {
+            CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("PEM")
+        };
+        let serving = Arc::new(ServingCert::new(&first, origin).expect("serving"));
+        assert!(server_tls_serving(ca.cert_pem(), Arc::clone(&serving), origin).is_ok());
+        assert_eq!(serving.current_der(), Some(der(&first)));
+        serving.replace(&second, origin).expect("replaced");
+        assert_eq!(serving.current_der(), Some(der(&second)));
+
+        // A key that is not the certificate's is refused, and the current one stays.
+        let mismatched = Issued {
+            key_pem: first.key_pem.clone(),
+            ..second.clone()
+        };
+        let err = serving
+            .replace(&mismatched, origin)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("does not match tls.key"), "{err}");
+        assert_eq!(serving.current_der(), Some(der(&second)));
     }
 }

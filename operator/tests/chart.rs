@@ -16,6 +16,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use signpost_operator::admission::Admission;
+use signpost_operator::controller::rbac;
 use signpost_operator::crd;
 
 fn chart() -> PathBuf {
@@ -248,36 +249,38 @@ fn grant(group: &str, resource: &str, verbs: &str) -> Grant {
     )
 }
 
-/// The operator's documented permissions on the objects it reconciles and the workloads it
-/// creates (the chart README's table; issue 6's contract).
-fn workload_grants() -> BTreeSet<Grant> {
+/// The grants of `rules`, flattened.
+fn flatten<'a>(rules: impl IntoIterator<Item = &'a rbac::Grant>) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for kind in ["tenants", "services", "policies", "routers"] {
-        out.insert(grant("signpost.dev", kind, "get list watch patch"));
-        out.insert(grant(
-            "signpost.dev",
-            &format!("{kind}/status"),
-            "get patch update",
-        ));
+    for g in rules {
+        for resource in g.resources {
+            out.insert((
+                g.group.to_string(),
+                resource.to_string(),
+                g.verbs.iter().map(|v| v.to_string()).collect(),
+            ));
+        }
     }
-    out.insert(grant("signpost.dev", "routers/finalizers", "update"));
-    for kind in ["deployments", "daemonsets"] {
-        out.insert(grant("apps", kind, "get list watch create patch delete"));
-    }
-    for kind in ["serviceaccounts", "secrets"] {
-        out.insert(grant("", kind, "get list watch create patch delete"));
-    }
-    out.insert(grant("events.k8s.io", "events", "create patch"));
     out
 }
 
+/// The operator's permissions on the objects it reconciles and the workloads it creates: what
+/// the code declares it needs (`controller::rbac::GRANTS`, which every mock-API call of the
+/// controller tests is checked against).
+fn workload_grants() -> BTreeSet<Grant> {
+    flatten(
+        rbac::GRANTS
+            .iter()
+            .filter(|g| g.scope == rbac::Scope::Objects),
+    )
+}
+
 fn lease_grants() -> BTreeSet<Grant> {
-    [grant(
-        "coordination.k8s.io",
-        "leases",
-        "get create update patch",
-    )]
-    .into()
+    flatten(
+        rbac::GRANTS
+            .iter()
+            .filter(|g| g.scope == rbac::Scope::OwnNamespace),
+    )
 }
 
 /// Roles and bindings of a render: (kind, namespace) of each role with its grants, and every
@@ -350,7 +353,7 @@ fn operator_rbac_is_exactly_the_documented_set() {
     // Watching another namespace: the CA Secret in the operator's own stays reachable.
     let objects = rendered(&helm, &["--set", "operator.watchNamespace=retail"]);
     let mut own = lease_grants();
-    own.insert(grant("", "secrets", "get list watch create patch delete"));
+    own.extend(flatten([&rbac::CA_SECRET]));
     assert_eq!(
         roles(&objects),
         sorted(vec![
@@ -397,6 +400,18 @@ fn rbac_table(readme: &str) -> BTreeSet<Grant> {
         }
     }
     documented
+}
+
+/// Liveness on `/healthz`, readiness on `/readyz`, both on the port named `metrics`.
+fn assert_probes(container: &Value) {
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
 }
 
 fn assert_has_arg(args: &[String], want: &str) {
@@ -447,14 +462,7 @@ fn operator_runs_non_root_without_capabilities() {
                 && c["resources"]["limits"]["memory"].is_string()
         );
         // Probes on the metrics port, as the operator serves them.
-        assert_eq!(
-            c["livenessProbe"]["httpGet"],
-            json!({"path": "/healthz", "port": "metrics"})
-        );
-        assert_eq!(
-            c["readinessProbe"]["httpGet"],
-            json!({"path": "/readyz", "port": "metrics"})
-        );
+        assert_probes(c);
         let ports: Vec<(&str, i64)> = c["ports"]
             .as_array()
             .expect("ports")
@@ -609,6 +617,37 @@ fn hub_exposes_only_distribution_to_the_stores() {
     assert_eq!(external["spec"]["ports"][0]["nodePort"], 30743);
 }
 
+/// A well-formed bootstrap token, as `signpostctl bootstrap create` prints one.
+const TOKEN: &str = "abc123.0123456789abcdefghijklmnopqrstuv";
+
+/// A CA certificate file (`ca.pem`, public) and its key file, in a directory that lives as long
+/// as the returned guard.
+fn hub_ca() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, key_pem) =
+        signpost_operator::identity::CertificateAuthority::generate().expect("a CA");
+    let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    std::fs::write(&cert, ca.cert_pem()).expect("write ca.pem");
+    std::fs::write(&key, key_pem).expect("write ca.key");
+    (dir, cert, key)
+}
+
+/// `values-edge.yaml` with the token and CA certificate as values instead of a Secret.
+fn edge_inline_args(ca_file: &Path) -> Vec<String> {
+    vec![
+        "-f".into(),
+        "values-edge.yaml".into(),
+        "--set".into(),
+        format!("edgeRouter.bootstrap.existingSecret=,edgeRouter.bootstrap.token={TOKEN}"),
+        "--set-file".into(),
+        format!("edgeRouter.bootstrap.caCert={}", ca_file.display()),
+    ]
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn edge_runs_the_store_router_and_no_operator() {
     let Some(helm) = helm() else { return };
@@ -645,7 +684,8 @@ fn edge_runs_the_store_router_and_no_operator() {
     for want in [
         "--router=store-0142",
         "--operator=https://signpost.hub.example.com:7443",
-        "--tls-dir=/etc/signpost/tls",
+        "--tls-dir=/etc/signpost/bootstrap",
+        "--bootstrap-token-file=/etc/signpost/bootstrap/token",
         "--state-dir=/var/lib/signpost",
         "--metrics=0.0.0.0:9464",
         "--log-format=json",
@@ -653,15 +693,30 @@ fn edge_runs_the_store_router_and_no_operator() {
         assert_has_arg(&args, want);
     }
     assert_eq!(c["image"], "ghcr.io/signpost-dev/signpost-router:0.1.0");
+    // Probes the router answers from its start: no startup probe to wait out enrolling.
+    assert_probes(c);
+    assert!(c["startupProbe"].is_null(), "{c}");
     let volumes = pod["volumes"].as_array().expect("volumes");
     assert_eq!(
-        volumes[0]["secret"]["secretName"],
-        "signpost-router-identity"
+        volumes[0]["secret"],
+        json!({
+            "secretName": "signpost-router-bootstrap",
+            "optional": true,
+            "items": [{"key": "token", "path": "token"}, {"key": "ca.pem", "path": "ca.pem"}],
+            "defaultMode": 256
+        }),
+        "the token and the CA certificate, nothing else"
     );
     assert_eq!(
-        volumes[1]["hostPath"]["path"],
-        "/var/lib/signpost/store-0142"
+        volumes[1]["hostPath"]["path"], "/var/lib/signpost/store-0142",
+        "identity and last-known-good config on the node"
     );
+    assert_eq!(
+        find(&objects, "Secret", "signpost-router-bootstrap"),
+        None,
+        "values-edge.yaml names a Secret made beforehand"
+    );
+    assert_no_ca_key(&objects);
 
     // Without what it needs the chart says what is missing instead of rendering a broken pod.
     let err = render(
@@ -671,6 +726,123 @@ fn edge_runs_the_store_router_and_no_operator() {
             "operator.enabled=false,edgeRouter.enabled=true,edgeRouter.name=store-0142",
         ],
     )
-    .expect_err("no endpoint, no identity");
-    assert!(err.contains("edgeRouter.operatorEndpoint"), "{err}");
+    .expect_err("no endpoint, no token");
+    assert!(
+        err.contains("edgeRouter.bootstrap: set existingSecret"),
+        "{err}"
+    );
+}
+
+/// Nothing rendered for a store holds, names or mounts the hub CA's key.
+fn assert_no_ca_key(objects: &[Value]) {
+    for o in objects {
+        let text = o.to_string();
+        assert!(
+            !text.contains("ca.key") && !text.contains("PRIVATE KEY"),
+            "{} carries a CA key: {text}",
+            tools::name_of(o)
+        );
+    }
+    for ds in objects.iter().filter(|o| o["kind"] == "DaemonSet") {
+        for v in ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if v["secret"].is_object() {
+                let keys: Vec<&str> = v["secret"]["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["key"].as_str())
+                    .collect();
+                assert_eq!(keys, ["token", "ca.pem"], "{v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn edge_with_the_token_as_a_value_renders_its_secret_and_refuses_a_ca_key() {
+    let Some(helm) = helm() else { return };
+    let (_dir, ca_pem, ca_key) = hub_ca();
+    let objects = rendered(&helm, &as_strs(&edge_inline_args(&ca_pem)));
+    let secret =
+        find(&objects, "Secret", "signpost-router-bootstrap").expect("the bootstrap Secret");
+    let data = secret["stringData"].as_object().expect("stringData");
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["ca.pem", "token"]),
+        "the token and the CA certificate, nothing else"
+    );
+    assert_eq!(data["token"], TOKEN);
+    let pem = std::fs::read_to_string(&ca_pem).expect("ca.pem");
+    assert_eq!(
+        data["ca.pem"].as_str().map(str::trim),
+        Some(pem.trim()),
+        "the certificate, byte for byte"
+    );
+    let ds = find(&objects, "DaemonSet", "signpost-router").expect("DaemonSet");
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+        "signpost-router-bootstrap"
+    );
+    assert_no_ca_key(&objects);
+    if let Some(validators) = tools::validators() {
+        let core: Vec<&Value> = objects
+            .iter()
+            .filter(|o| tools::schemas_for(o) == tools::Schemas::Kubernetes)
+            .collect();
+        validators
+            .kubernetes(&core)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    // The CA key pasted in place of the certificate, a mangled token, or both sources: refused
+    // with what to give instead.
+    let mut key = edge_inline_args(&ca_key);
+    let err = render(&helm, &as_strs(&key)).expect_err("a private key is refused");
+    assert!(err.contains("caCert holds a private key"), "{err}");
+    key[3] = "edgeRouter.bootstrap.existingSecret=,edgeRouter.bootstrap.token=abc".into();
+    key[5] = format!("edgeRouter.bootstrap.caCert={}", ca_pem.display());
+    let err = render(&helm, &as_strs(&key)).expect_err("a bad token is refused");
+    assert!(err.contains("is not a bootstrap token"), "{err}");
+    key[3] = format!("edgeRouter.bootstrap.token={TOKEN}");
+    let err = render(&helm, &as_strs(&key)).expect_err("two sources are refused");
+    assert!(err.contains("not both"), "{err}");
+}
+
+/// The store's install instructions (chart README, values-edge.yaml, the repository README)
+/// need nothing of the hub's CA but its certificate: no `ca.key`, no `certs issue`.
+#[test]
+fn edge_instructions_need_no_ca_key() {
+    let chart_readme = std::fs::read_to_string(chart().join("README.md")).expect("README");
+    let edge = chart_readme
+        .split_once("## Store edge")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .map(|(section, _)| section)
+        .expect("a Store edge section");
+    let root_readme = std::fs::read_to_string(tools::root().join("README.md")).expect("README");
+    let store = root_readme
+        .split_once("**Store edge**")
+        .and_then(|(_, rest)| rest.split_once("**GitOps**"))
+        .map(|(section, _)| section)
+        .expect("a Store edge paragraph");
+    let values = std::fs::read_to_string(chart().join("values-edge.yaml")).expect("values");
+    for (what, text) in [
+        ("charts/signpost/README.md", edge),
+        ("README.md", store),
+        ("values-edge.yaml", values.as_str()),
+    ] {
+        for banned in ["ca.key", "certs issue"] {
+            assert!(
+                !text.contains(banned),
+                "{what} tells the store to use `{banned}`"
+            );
+        }
+        assert!(
+            text.contains("bootstrap create"),
+            "{what} mints a bootstrap token"
+        );
+    }
 }

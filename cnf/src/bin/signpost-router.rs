@@ -11,24 +11,27 @@
 //! (see `signpost_cnf::control::bootstrap`), and the identity is kept in `STATE_DIR/identity`,
 //! which later starts use without enrolling again.
 //!
-//! At start the router applies its last-known-good config (if any) and dials the operator;
-//! once it has a config it opens the interfaces (those given, or the devices the config
-//! names) and forwards. SIGINT or SIGTERM stops it.
+//! At start the router serves its metrics port (`/metrics`, and the probes `/healthz` and
+//! `/readyz`), applies its last-known-good config (if any) and dials the operator; once it has
+//! a config it opens the interfaces (those given, or the devices the config names) and
+//! forwards. `/healthz` answers 200 from the start and, once forwarding, 503 when the packet
+//! I/O workers stop making progress; `/readyz` answers 200 once the data plane runs with a
+//! config. SIGINT or SIGTERM stops it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use signpost_cnf::control::bootstrap::{self, BootstrapSettings};
 use signpost_cnf::control::{Backoff, ControlClient, ControlSettings};
-use signpost_cnf::io::{DriverChoice, IoConfig};
+use signpost_cnf::io::{DriverChoice, IdlePolicy, IoConfig};
 use signpost_cnf::runtime::admin::AdminService;
 use signpost_cnf::runtime::{self, ConfigSlot, Runtime, RuntimeOptions};
-use signpost_cnf::telemetry;
+use signpost_cnf::telemetry::{self, Heartbeat};
 
 #[derive(Parser, Debug)]
 #[command(name = "signpost-router", version, about = "The Signpost router (CNF)")]
@@ -62,10 +65,23 @@ struct Args {
     /// WAN MTU: packets that metadata would push past it are dropped (counted).
     #[arg(long, default_value_t = 1500)]
     mtu: u16,
+    /// Frames per receive batch and per ring operation (default: the driver's, 64).
+    #[arg(long)]
+    batch: Option<u32>,
+    /// Entries of each AF_XDP ring, a power of two (default 2048).
+    #[arg(long)]
+    ring: Option<u32>,
+    /// Frames of packet memory per worker (default 16384).
+    #[arg(long)]
+    frames: Option<u32>,
+    /// What idle workers do: `busy` (poll without pause; one core per worker) or `spin:US`
+    /// (poll for US microseconds after the last frame, then sleep; default spin:50).
+    #[arg(long, value_parser = parse_idle)]
+    idle: Option<IdlePolicy>,
     /// Admin gRPC address ("off" to disable).
     #[arg(long, default_value = "127.0.0.1:7900")]
     admin: String,
-    /// Prometheus metrics address, serving /metrics and /healthz ("off" to disable).
+    /// Prometheus metrics and probes address, serving /metrics, /healthz and /readyz from the start ("off" to disable).
     #[arg(long, default_value = "0.0.0.0:9464")]
     metrics: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -170,7 +186,136 @@ async fn wait_or_stop<T>(
     }
 }
 
+/// Packet I/O that made no progress for this long counts as dead (`/healthz` answers 503): an
+/// idle worker passes over its sockets every 10 ms, so this leaves room for a starved CPU.
+const IO_STALL: Duration = Duration::from_secs(5);
+
+/// What the metrics endpoint answers from, from the start: the data plane once it runs, and the
+/// heartbeat of its packet I/O.
+struct Probes {
+    data_plane: Mutex<Option<Arc<Runtime>>>,
+    heartbeat: Mutex<Heartbeat>,
+}
+
+impl Probes {
+    fn new() -> Self {
+        Self {
+            data_plane: Mutex::new(None),
+            heartbeat: Mutex::new(Heartbeat::new(IO_STALL)),
+        }
+    }
+
+    fn data_plane(&self) -> Option<Arc<Runtime>> {
+        self.data_plane.lock().ok()?.clone()
+    }
+
+    fn set_data_plane(&self, data_plane: Option<Arc<Runtime>>) {
+        if let Ok(mut d) = self.data_plane.lock() {
+            *d = data_plane;
+        }
+    }
+
+    /// `/metrics`: nothing until the data plane runs.
+    fn render(&self) -> String {
+        self.data_plane()
+            .map(|dp| runtime::metrics::render(&dp))
+            .unwrap_or_default()
+    }
+
+    /// `/healthz`: the process answers (it is alive while it enrolls or waits for a config),
+    /// and once the data plane runs, its packet I/O is making progress. The workers' per-port
+    /// counters are summed over queues: a single stuck queue among live ones goes unnoticed.
+    fn live(&self) -> Result<(), String> {
+        let Some(dp) = self.data_plane() else {
+            return Ok(());
+        };
+        let progress = dp.port_stats().iter().fold(0u64, |sum, (_, s)| {
+            sum.wrapping_add(s.rx_packets)
+                .wrapping_add(s.rx_empty_polls)
+                .wrapping_add(s.fill_starved)
+        });
+        let now = Instant::now();
+        let Ok(mut heartbeat) = self.heartbeat.lock() else {
+            return Ok(());
+        };
+        heartbeat.observe(now, progress);
+        if heartbeat.alive(now) {
+            return Ok(());
+        }
+        Err(format!(
+            "packet I/O made no progress for {:.0?}: no I/O worker is running (see the log for \
+             the one that stopped)",
+            heartbeat.still_for(now)
+        ))
+    }
+
+    /// `/readyz`: a config is applied (the data plane runs with it) and the I/O is alive.
+    fn ready(&self) -> bool {
+        self.data_plane().is_some() && self.live().is_ok()
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` ("off": not at all) until `stop`.
+async fn serve_probes(
+    addr: &str,
+    probes: Arc<Probes>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, String> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("--metrics `{addr}` is not an address:port"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("metrics on {addr}: {e}"))?;
+    tracing::info!(%addr, "metrics listening on /metrics, /healthz, /readyz");
+    let render: Arc<dyn Fn() -> String + Send + Sync> = {
+        let probes = Arc::clone(&probes);
+        Arc::new(move || probes.render())
+    };
+    let live: telemetry::Liveness = {
+        let probes = Arc::clone(&probes);
+        Arc::new(move || probes.live())
+    };
+    let ready = Arc::new(move || probes.ready());
+    Ok(Some(tokio::spawn(telemetry::serve_metrics_and_probes(
+        listener, render, live, ready, stop,
+    ))))
+}
+
 async fn run(args: Args) -> Result<(), String> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    // Probes answer from the start: a router enrolling or waiting for its first config is
+    // alive, not ready.
+    let probes = Arc::new(Probes::new());
+    let metrics =
+        serve_probes(&args.metrics, Arc::clone(&probes), stopped(stop_rx.clone())).await?;
+    let result = run_router(args, &probes).await;
+    let _ = stop_tx.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    let stopped = match probes.data_plane.lock().ok().and_then(|mut d| d.take()) {
+        Some(dp) => match Arc::try_unwrap(dp) {
+            Ok(dp) => tokio::task::spawn_blocking(move || dp.stop())
+                .await
+                .map_err(|e| format!("stopping the data plane: {e}"))?,
+            // A scrape still holds it: it stops when the last reference goes.
+            Err(_) => Ok(()),
+        },
+        None => Ok(()),
+    };
+    result.and(stopped)
+}
+
+/// Enrolls if asked to, dials the operator, starts the data plane with the first config and
+/// runs until SIGINT or SIGTERM.
+async fn run_router(args: Args, probes: &Probes) -> Result<(), String> {
     let slot = Arc::new(ConfigSlot::new());
     let server_name = args
         .server_name
@@ -203,10 +348,10 @@ async fn run(args: Args) -> Result<(), String> {
         args.state_dir.clone(),
     );
     let client = ControlClient::new(settings, slot.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control = tokio::spawn(client.run(stopped(stop_rx.clone())));
 
     // A config first (last-known-good or the operator's): it names the devices.
@@ -235,6 +380,10 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let mut io = IoConfig::new(interfaces);
     io.queues = args.queues.clone();
+    io.batch_size = args.batch.unwrap_or(io.batch_size);
+    io.ring_size = args.ring.unwrap_or(io.ring_size);
+    io.frames_per_queue = args.frames.unwrap_or(io.frames_per_queue);
+    io.idle = args.idle.unwrap_or(io.idle);
     io.driver = match args.driver {
         Driver::Auto => DriverChoice::Auto,
         Driver::Xdp => DriverChoice::Xdp,
@@ -245,10 +394,18 @@ async fn run(args: Args) -> Result<(), String> {
         pipeline: runtime::random_options(args.mtu),
     };
     let start_slot = slot.clone();
-    let data_plane = tokio::task::spawn_blocking(move || Runtime::start(start_slot, options))
+    let started = tokio::task::spawn_blocking(move || Runtime::start(start_slot, options))
         .await
-        .map_err(|e| format!("starting the data plane: {e}"))??;
-    let data_plane = Arc::new(data_plane);
+        .map_err(|e| format!("starting the data plane: {e}"))?;
+    let data_plane = match started {
+        Ok(dp) => Arc::new(dp),
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = control.await;
+            return Err(e);
+        }
+    };
+    probes.set_data_plane(Some(Arc::clone(&data_plane)));
 
     let admin = if args.admin == "off" {
         None
@@ -268,27 +425,6 @@ async fn run(args: Args) -> Result<(), String> {
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
         ))
-    };
-
-    let metrics = if args.metrics == "off" {
-        None
-    } else {
-        let addr: SocketAddr = args
-            .metrics
-            .parse()
-            .map_err(|_| format!("--metrics `{}` is not an address:port", args.metrics))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("metrics on {addr}: {e}"))?;
-        tracing::info!(%addr, "metrics listening on /metrics");
-        let dp = data_plane.clone();
-        let render: Arc<dyn Fn() -> String + Send + Sync> =
-            Arc::new(move || runtime::metrics::render(&dp));
-        Some(tokio::spawn(telemetry::serve_metrics(
-            listener,
-            render,
-            stopped(stop_rx.clone()),
-        )))
     };
 
     signal.await;
@@ -311,13 +447,18 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    if let Some(metrics) = metrics {
-        let _ = metrics.await;
-    }
-    match Arc::try_unwrap(data_plane) {
-        Ok(dp) => tokio::task::spawn_blocking(move || dp.stop())
-            .await
-            .map_err(|e| format!("stopping the data plane: {e}"))?,
-        Err(_) => Ok(()),
+    Ok(())
+}
+
+fn parse_idle(text: &str) -> Result<IdlePolicy, String> {
+    match text {
+        "busy" => Ok(IdlePolicy::BusyPoll),
+        _ => text
+            .strip_prefix("spin:")
+            .and_then(|us| us.parse().ok())
+            .map(|us| IdlePolicy::SpinThenSleep {
+                spin: Duration::from_micros(us),
+            })
+            .ok_or_else(|| format!("`{text}`: use `busy` or `spin:MICROSECONDS`")),
     }
 }

@@ -7,7 +7,10 @@
 //! request. The operator answers with the router's certificate, and this module writes
 //! `tls.key` (0600), `tls.crt` and `ca.pem` into the identity directory, key first, each file
 //! replaced atomically. From then on the config stream uses that directory as its TLS
-//! directory; a router that has an identity there does not enroll again.
+//! directory; a router that has a usable identity there does not enroll again. An identity whose
+//! certificate has expired (or cannot be read) is replaced by enrolling with the token given:
+//! certificates bought with a token are not renewed over the stream, so a store router that
+//! outlived its certificate comes back with a new token and a restart.
 //!
 //! An operator that says no — a used, expired, unknown token, a token for another router,
 //! bootstrap switched off — is not asked again: [`ensure_identity`] returns its words as an
@@ -16,7 +19,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use signpost_proto::v1::BootstrapRequest;
 use signpost_proto::v1::distribution_client::DistributionClient;
@@ -65,14 +68,47 @@ pub fn has_identity(dir: &Path) -> bool {
     dir.join(CERT_FILE).is_file() && dir.join(KEY_FILE).is_file()
 }
 
-/// Enrolls unless the identity directory already has an identity, retrying what is worth
+/// Whether the identity in `dir` can still be used at `now`: a key and a certificate that has
+/// not expired. `Err` says why not.
+pub fn usable_identity(dir: &Path, now: SystemTime) -> Result<(), String> {
+    if !has_identity(dir) {
+        return Err(format!("{} holds no identity yet", dir.display()));
+    }
+    let path = dir.join(CERT_FILE);
+    let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let unreadable = |e: String| format!("{} is not a certificate: {e}", path.display());
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| unreadable(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let not_after = cert.validity().not_after;
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    };
+    if not_after.timestamp() <= unix(now) {
+        return Err(format!(
+            "its certificate {} expired at {not_after}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Enrolls unless the identity directory already has a usable identity, retrying what is worth
 /// retrying, until `shutdown` (then `Ok(false)`). `Ok(true)`: the identity is there.
 pub async fn ensure_identity(
     settings: &BootstrapSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<bool, String> {
-    if has_identity(&settings.identity_dir) {
-        return Ok(true);
+    match usable_identity(&settings.identity_dir, SystemTime::now()) {
+        Ok(()) => return Ok(true),
+        Err(why) if has_identity(&settings.identity_dir) => tracing::warn!(
+            router = settings.router.as_str(),
+            "the identity kept in {} cannot be used ({why}): enrolling again with the bootstrap \
+             token",
+            settings.identity_dir.display()
+        ),
+        Err(_) => {}
     }
     tokio::pin!(shutdown);
     let mut attempt = 0u32;
@@ -190,4 +226,41 @@ pub async fn enroll(settings: &BootstrapSettings) -> Result<(), BootstrapError> 
     write(CA_CERT_FILE, response.ca_pem.as_bytes(), 0o644)?;
     write(CERT_FILE, response.certificate_pem.as_bytes(), 0o644)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a key and a certificate valid from the start of year `from` to that of `until`.
+    fn identity(dir: &Path, from: i32, until: i32) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["store-1".to_string()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let cert = params.self_signed(&key).expect("certificate");
+        std::fs::write(dir.join(CERT_FILE), cert.pem()).expect("write");
+        std::fs::write(dir.join(KEY_FILE), key.serialize_pem()).expect("write");
+    }
+
+    #[test]
+    fn an_expired_or_unreadable_identity_is_not_usable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let err = usable_identity(dir.path(), now).err().unwrap_or_default();
+        assert!(err.contains("holds no identity yet"), "{err}");
+
+        identity(dir.path(), 2020, 2999);
+        assert_eq!(usable_identity(dir.path(), now), Ok(()));
+
+        identity(dir.path(), 2000, 2001);
+        let err = usable_identity(dir.path(), now).err().unwrap_or_default();
+        assert!(err.contains("expired at"), "{err}");
+        assert!(has_identity(dir.path()), "expired, but there: enroll again");
+
+        std::fs::write(dir.path().join(CERT_FILE), "not a certificate").expect("write");
+        let err = usable_identity(dir.path(), now).err().unwrap_or_default();
+        assert!(err.contains("is not a certificate"), "{err}");
+    }
 }

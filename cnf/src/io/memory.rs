@@ -76,6 +76,8 @@ pub struct MemoryPorts {
     /// Frames and bytes sent per port in the current batch: counters are updated once per
     /// batch, as the socket drivers do, not with two atomic additions per frame.
     tx_tally: Vec<(u64, u64)>,
+    /// The forwarder's verdicts on the current batch.
+    verdicts: Vec<Verdict>,
 }
 
 impl MemoryPorts {
@@ -90,6 +92,7 @@ impl MemoryPorts {
             tx: (0..ports).map(|_| VecDeque::new()).collect(),
             counters: (0..ports).map(|_| PortCounters::default()).collect(),
             tx_tally: vec![(0, 0); usize::from(ports)],
+            verdicts: Vec::new(),
         }
     }
 
@@ -156,22 +159,26 @@ impl MemoryPorts {
             for index in 0..self.rx.len() {
                 let ingress = PortId(index as u16);
                 let take = self.rx[index].len().min(self.batch_size);
-                let (mut rx_bytes, mut dropped, mut misrouted) = (0, 0, 0);
-                for _ in 0..take {
-                    let Some(mut owned) = self.rx[index].pop_front() else {
-                        break;
-                    };
-                    rx_bytes += owned.len as u64;
-                    let verdict = {
-                        let mut frame = Frame {
+                let (mut dropped, mut misrouted) = (0, 0);
+                let mut batch: Vec<OwnedFrame> = self.rx[index].drain(..take).collect();
+                let rx_bytes: u64 = batch.iter().map(|owned| owned.len as u64).sum();
+                let lens: Vec<usize> = {
+                    let mut frames: Vec<Frame<'_>> = batch
+                        .iter_mut()
+                        .map(|owned| Frame {
                             buf: &mut owned.buf,
                             len: owned.len,
-                        };
-                        let verdict = forwarder.handle(now, ingress, &mut frame);
-                        owned.len = frame.len;
-                        verdict
-                    };
-                    match verdict {
+                        })
+                        .collect();
+                    forwarder.handle_batch(now, ingress, &mut frames, &mut self.verdicts);
+                    frames.iter().map(Frame::len).collect()
+                };
+                for (owned, len) in batch.iter_mut().zip(lens) {
+                    owned.len = len;
+                }
+                for (i, owned) in batch.into_iter().enumerate() {
+                    // A forwarder that gave no verdict for a frame dropped it.
+                    match self.verdicts.get(i).copied().unwrap_or(Verdict::Drop) {
                         Verdict::Forward(egress) if egress.index() < self.tx.len() => {
                             let tally = &mut self.tx_tally[egress.index()];
                             tally.0 += 1;

@@ -1,8 +1,9 @@
 //! Packet I/O: the thin drivers that move Ethernet frames between network interfaces and the
 //! sans-IO pipeline, and the types they share with it.
 //!
-//! The pipeline sees one [`Frame`] at a time through [`Forwarder::handle`] and answers with a
-//! [`Verdict`]; it never touches a socket or a clock. The drivers own sockets, buffers and
+//! The pipeline sees one [`Frame`] at a time through [`Forwarder::handle`] (or a receive batch
+//! through [`Forwarder::handle_batch`], with the same effect) and answers with a [`Verdict`]; it
+//! never touches a socket or a clock. The AF_XDP and in-memory drivers hand over whole batches. The drivers own sockets, buffers and
 //! threads:
 //!
 //! - [`xdp`]: AF_XDP (crate `afxdp`), one socket per (interface, queue), one worker thread per
@@ -68,6 +69,23 @@ pub enum Verdict {
 pub trait Forwarder {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict;
 
+    /// The frames of one receive batch from `ingress`, in arrival order: one verdict per frame
+    /// into `verdicts` (cleared first), with the same effect as [`Forwarder::handle`] on each
+    /// frame in turn. The default does exactly that; the session pipeline overrides it to start
+    /// the batch's session lookups together, so that their cache misses overlap.
+    fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        verdicts.clear();
+        for frame in frames {
+            verdicts.push(self.handle(now, ingress, frame));
+        }
+    }
+
     /// Frames the forwarder held back and may send now (a shaped WAN link's queue, see
     /// [`crate::qos`]): each goes to `release(port, bytes)`, which copies it into a driver
     /// buffer and returns false when it has none (the forwarder keeps the frame). Returns when
@@ -85,6 +103,16 @@ pub trait Forwarder {
 impl<F: Forwarder + ?Sized> Forwarder for &mut F {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
         (**self).handle(now, ingress, frame)
+    }
+
+    fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        (**self).handle_batch(now, ingress, frames, verdicts)
     }
 
     fn poll_release(

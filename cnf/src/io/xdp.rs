@@ -205,6 +205,10 @@ pub(crate) struct XdpQueue {
     /// Frames neither in a ring nor in a backlog.
     free: Vec<Buffer>,
     received: Batch,
+    /// Per received buffer: taken as a frame? Then the pipeline's verdicts and frame lengths.
+    usable: Vec<bool>,
+    verdicts: Vec<Verdict>,
+    lens: Vec<usize>,
     batch_size: usize,
     ring_size: usize,
     idle: IdlePolicy,
@@ -298,6 +302,9 @@ impl XdpQueue {
             ports,
             free,
             received: Batch::new(),
+            usable: Vec::new(),
+            verdicts: Vec::new(),
+            lens: Vec::new(),
             batch_size: config.batch_size as usize,
             ring_size: ring as usize,
             idle: config.idle,
@@ -475,16 +482,34 @@ impl XdpQueue {
         let ingress = PortId(index as u16);
         let now = Instant::now();
         let (mut rx_bytes, mut dropped, mut dropped_rx) = (0u64, 0u64, 0u64);
+        // The whole batch to the pipeline at once (it overlaps the batch's session lookups);
+        // a buffer that cannot be taken as a frame (a length beyond its buffer) is dropped.
+        self.usable.clear();
+        self.lens.clear();
+        {
+            let mut frames = Vec::with_capacity(self.received.len());
+            for buffer in self.received.iter_mut() {
+                let len = usize::from(buffer.get_len());
+                rx_bytes += len as u64;
+                let frame = Frame::new(buffer.get_data_mut(), len);
+                self.usable.push(frame.is_ok());
+                frames.extend(frame.ok());
+            }
+            forwarder.handle_batch(now, ingress, &mut frames, &mut self.verdicts);
+            self.lens.extend(frames.iter().map(Frame::len));
+        }
+        let mut handled = 0;
+        let mut usable = 0;
         while let Some(mut buffer) = self.received.pop_front() {
-            let len = usize::from(buffer.get_len());
-            rx_bytes += len as u64;
-            let outcome = match Frame::new(buffer.get_data_mut(), len) {
-                Ok(mut frame) => {
-                    let verdict = forwarder.handle(now, ingress, &mut frame);
-                    u16::try_from(frame.len()).ok().map(|len| (verdict, len))
-                }
-                Err(_) => None,
+            let outcome = if self.usable.get(usable).copied().unwrap_or(false) {
+                let verdict = self.verdicts.get(handled).copied().unwrap_or(Verdict::Drop);
+                let len = self.lens.get(handled).copied().unwrap_or(0);
+                handled += 1;
+                u16::try_from(len).ok().map(|len| (verdict, len))
+            } else {
+                None
             };
+            usable += 1;
             match outcome {
                 Some((Verdict::Forward(egress), new_len)) => {
                     buffer.set_len(new_len);

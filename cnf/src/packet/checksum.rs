@@ -95,6 +95,18 @@ pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
     !combine(&[!checksum, !old_hi, !old_lo, new_hi, new_lo])
 }
 
+/// RFC 1624 for several 32-bit words at once (addresses, a pair of ports): the checksum after
+/// `old[i]` became `new[i]` for every `i`, with a single fold. A 32-bit word is two 16-bit
+/// words to the one's complement sum, so this equals [`update_u32`] applied word by word.
+#[inline]
+pub fn update_u32s<const N: usize>(checksum: u16, old: [u32; N], new: [u32; N]) -> u16 {
+    let mut acc = u64::from(!checksum);
+    for (o, n) in old.into_iter().zip(new) {
+        acc += u64::from(!o) + u64::from(n);
+    }
+    !fold(acc)
+}
+
 /// The checksum after an IPv4 address changed (NAT of the address or of a pseudo-header).
 #[inline]
 pub fn update_ipv4_addr(checksum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
@@ -115,6 +127,18 @@ pub fn update_ipv6_addr(checksum: u16, old: &Ipv6Addr, new: &Ipv6Addr) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_words_at_once_equal_one_word_at_a_time() {
+        let (old, new) = (
+            [0xc000_020b, 0x0a64_031e, 0x2710_2328],
+            [0xcb00_710a, 0x0a01_0a05, 0x4e20_4e21],
+        );
+        for c in [0x0000, 0x1234, 0xfffe, 0xffff] {
+            let one_by_one = (0..3).fold(c, |c, i| update_u32(c, old[i], new[i]));
+            assert_eq!(update_u32s(c, old, new), one_by_one, "checksum {c:#06x}");
+        }
+    }
     use proptest::prelude::*;
 
     /// The reference: a plain word-by-word loop straight from RFC 1071 §4.1.

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::packet::{
     IcmpPacket, Ipv4Packet, Ipv6Packet, TcpSegment, UdpDatagram, checksum, ip_protocol,
 };
-use crate::session::{FlowKey, Segment};
+use crate::session::{FlowKey, Octets, Segment};
 
 use super::DropReason;
 
@@ -91,7 +91,10 @@ pub fn parse(data: &[u8]) -> Result<Parsed, DropReason> {
             if ip.is_fragment() {
                 return Err(DropReason::Fragment);
             }
-            let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+            let (src, dst) = (
+                Octets::V4(ip.src_addr().octets()),
+                Octets::V4(ip.dst_addr().octets()),
+            );
             (
                 false,
                 ip.protocol(),
@@ -104,7 +107,10 @@ pub fn parse(data: &[u8]) -> Result<Parsed, DropReason> {
         6 => {
             let ip = Ipv6Packet::new_checked(data).map_err(|_| DropReason::Malformed)?;
             let end = 40 + usize::from(ip.payload_len());
-            let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+            let (src, dst) = (
+                Octets::V6(ip.src_addr().octets()),
+                Octets::V6(ip.dst_addr().octets()),
+            );
             (true, ip.next_header(), 40, end, src, dst)
         }
         _ => return Err(DropReason::Malformed),
@@ -147,7 +153,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed, DropReason> {
         l4,
         payload: l4 + header_len,
         end,
-        key: FlowKey::new(protocol, src, src_port, dst, dst_port),
+        key: FlowKey::from_octets(protocol, src, src_port, dst, dst_port),
         tcp,
     })
 }
@@ -173,6 +179,14 @@ pub fn decrement_ttl(data: &mut [u8], p: &Parsed) -> Result<(), DropReason> {
 /// Rewrites addresses and ports to `to` (same family, same protocol), updating the IPv4 header
 /// checksum and the L4 checksum incrementally. The payload is untouched.
 pub fn nat(data: &mut [u8], p: &Parsed, to: &FlowKey) -> Result<(), DropReason> {
+    if let (false, Some(old), Some(new)) = (p.v6, p.key.v4_addrs(), to.v4_addrs()) {
+        return nat_v4(data, p, old, new, to);
+    }
+    nat_any(data, p, to)
+}
+
+/// [`nat`] for either family, one field at a time.
+fn nat_any(data: &mut [u8], p: &Parsed, to: &FlowKey) -> Result<(), DropReason> {
     let from = p.key;
     let data = data.get_mut(..p.end).ok_or(DropReason::Malformed)?;
     if data.len() < p.payload {
@@ -228,6 +242,63 @@ pub fn nat(data: &mut [u8], p: &Parsed, to: &FlowKey) -> Result<(), DropReason> 
             // ICMP echo: the identifier is the "port"; both ports of a key hold it.
             let mut msg = IcmpPacket::new_unchecked(l4);
             let c = l4_update(msg.checksum());
+            msg.set_echo_ident(to.src_port());
+            msg.set_checksum(c);
+        }
+    }
+    Ok(())
+}
+
+/// [`nat`] for IPv4, the fast path's rewrite: one checksum update for both addresses (IP
+/// header), one for addresses and ports together (TCP/UDP pseudo-header and header).
+fn nat_v4(
+    data: &mut [u8],
+    p: &Parsed,
+    (os, od): ([u8; 4], [u8; 4]),
+    (ns, nd): ([u8; 4], [u8; 4]),
+    to: &FlowKey,
+) -> Result<(), DropReason> {
+    let from = &p.key;
+    let data = data.get_mut(..p.end).ok_or(DropReason::Malformed)?;
+    if data.len() < p.payload || p.l4 < 20 {
+        return Err(DropReason::Malformed);
+    }
+    let (os, od, ns, nd) = (
+        u32::from_be_bytes(os),
+        u32::from_be_bytes(od),
+        u32::from_be_bytes(ns),
+        u32::from_be_bytes(nd),
+    );
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut *data);
+        let c = checksum::update_u32s(ip.checksum(), [os, od], [ns, nd]);
+        ip.set_src_addr(Ipv4Addr::from_bits(ns));
+        ip.set_dst_addr(Ipv4Addr::from_bits(nd));
+        ip.set_checksum(c);
+    }
+    let ports = |k: &FlowKey| u32::from(k.src_port()) << 16 | u32::from(k.dst_port());
+    let l4 = &mut data[p.l4..];
+    match p.protocol {
+        ip_protocol::TCP => {
+            let mut seg = TcpSegment::new_unchecked(l4);
+            let c =
+                checksum::update_u32s(seg.checksum(), [os, od, ports(from)], [ns, nd, ports(to)]);
+            seg.set_src_port(to.src_port());
+            seg.set_dst_port(to.dst_port());
+            seg.set_checksum(c);
+        }
+        ip_protocol::UDP => {
+            let mut udp = UdpDatagram::new_unchecked(l4);
+            udp.adjust_checksum(|c| {
+                checksum::update_u32s(c, [os, od, ports(from)], [ns, nd, ports(to)])
+            });
+            udp.set_src_port(to.src_port());
+            udp.set_dst_port(to.dst_port());
+        }
+        _ => {
+            // ICMP echo: no pseudo-header; the identifier is the "port".
+            let mut msg = IcmpPacket::new_unchecked(l4);
+            let c = checksum::update_u16(msg.checksum(), from.src_port(), to.src_port());
             msg.set_echo_ident(to.src_port());
             msg.set_checksum(c);
         }
@@ -420,5 +491,78 @@ pub fn clamp_mss(data: &mut [u8], p: &Parsed, mss: u16) {
             checksum::update_u16(c, old.swap_bytes(), mss.swap_bytes())
         };
         seg.set_checksum(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    fn packet(
+        kind: u8,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let b = PacketBuilder::ipv4(src, dst, 64);
+        let mut out = Vec::new();
+        let written = match kind {
+            0 => b.tcp(sport, dport, 7, 1000).write(&mut out, payload),
+            1 | 2 => b.udp(sport, dport).write(&mut out, payload),
+            _ => b.icmpv4_echo_request(sport, 1).write(&mut out, payload),
+        };
+        written.expect("builds");
+        if kind == 2 {
+            // UDP over IPv4 without a checksum: it must stay without one.
+            out[26] = 0;
+            out[27] = 0;
+        }
+        out
+    }
+
+    fn valid(packet: &[u8]) -> bool {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return false;
+        };
+        let (s, d) = (ip.src_addr(), ip.dst_addr());
+        ip.verify_checksum()
+            && match ip.protocol() {
+                ip_protocol::TCP => {
+                    TcpSegment::new_checked(ip.payload()).is_ok_and(|t| t.verify_checksum_v4(s, d))
+                }
+                ip_protocol::UDP => UdpDatagram::new_checked(ip.payload())
+                    .is_ok_and(|u| u.checksum() == 0 || u.verify_checksum_v4(s, d)),
+                _ => IcmpPacket::new_checked(ip.payload()).is_ok_and(|m| m.verify_checksum_v4()),
+            }
+    }
+
+    proptest! {
+        #![proptest_config(crate::packet::proptest_config())]
+
+        /// The IPv4 fast path rewrites exactly as the field-by-field path does, and leaves
+        /// every checksum valid.
+        #[test]
+        fn ipv4_nat_equals_the_general_rewrite(
+            kind in 0u8..4,
+            from in any::<([u8; 4], u16, [u8; 4], u16)>(),
+            to in any::<([u8; 4], u16, [u8; 4], u16)>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let original = packet(kind, from.0, from.1, from.2, from.3, &payload);
+            let p = parse(&original).expect("parses");
+            let ident = if p.protocol == ip_protocol::ICMP { to.1 } else { to.3 };
+            let target = FlowKey::v4(p.protocol, to.0.into(), to.1, to.2.into(), ident);
+            let (mut fast, mut general) = (original.clone(), original.clone());
+            nat(&mut fast, &p, &target).expect("rewrites");
+            nat_any(&mut general, &p, &target).expect("rewrites");
+            prop_assert_eq!(&fast, &general);
+            prop_assert!(valid(&fast));
+            let q = parse(&fast).expect("parses");
+            prop_assert_eq!(q.key, target);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The session pipeline: everything the router does to a packet, as a pure function of
 //! (packet, tables, session state, `now`) → an [`Action`]. No sockets, no clocks, no threads: the
-//! runtime's drivers call [`Pipeline::handle`] per packet, [`Pipeline::poll_timers`] per batch and
+//! runtime's drivers call [`Pipeline::handle`] per packet (the runtime's worker does the same in
+//! stages over a receive batch, as [`Pipeline::handle_batch`] does, so that the batch's session
+//! lookups overlap their cache misses), [`Pipeline::poll_timers`] per batch and
 //! [`Pipeline::poll_transmit`] for control packets, the way `quinn-proto` is driven by `quinn`.
 //!
 //! # A session's life
@@ -146,26 +148,44 @@ enum Role {
 }
 
 /// What the pipeline keeps per session on top of the table's keys and timers.
+///
+/// `repr(C)`, what an established packet reads first: the table places the first 16 bytes
+/// (through `rule`) in the cache lines that hold the session's keys (see
+/// [`crate::session::Session`]).
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Svr {
     role: Role,
     /// Ingress: add forward metadata. Egress: add reverse metadata.
     metadata_tx: bool,
+    wan: u8,
+    lan: u8,
     security: SecurityMode,
     peer: u16,
     /// Ingress: index in the peer's paths.
     path: u16,
-    wan: u8,
-    lan: u8,
     /// LAN VLAN, 0 when untagged.
     vlan: u16,
-    service: ServiceId,
+    /// Read per packet (QoS class, rate limits), so among the first 16 bytes.
     rule: RuleId,
+    service: ServiceId,
     security_id: u32,
     tx_seq: u64,
     replay: ReplayWindow,
-    /// Only `authenticate` and `encrypt` sessions derive one (HKDF costs about a microsecond).
-    key: Option<SessionKey>,
+    /// Only `authenticate` and `encrypt` sessions derive one (HKDF costs about a microsecond);
+    /// boxed so that sessions without one do not carry its 32 bytes.
+    key: Option<Box<SessionKey>>,
+}
+
+// Three cache lines per session (see `Session`); the memory target is 256 bytes per session.
+const _: () = assert!(size_of::<Option<crate::session::Session<Svr>>>() <= 192);
+
+/// A packet parsed and hashed ahead of handling, so that a batch's session lookups can be
+/// fetched from memory together (see [`Pipeline::handle_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepared {
+    parsed: Result<ip::Parsed, DropReason>,
+    hash: u64,
 }
 
 /// `Svr::path` of an ingress session whose location was reported unhealthy: it is no path's
@@ -220,6 +240,8 @@ pub struct Pipeline {
     expired: Vec<Expired<Svr>>,
     transmits: VecDeque<ControlTx>,
     options: Options,
+    /// Scratch for [`Pipeline::handle_batch`].
+    batch: Vec<Prepared>,
     /// Admission: new-session rates, drops per tenant (`crate::guard`).
     guard: Guard,
     /// Rate limits per access rule (`crate::qos`).
@@ -317,6 +339,7 @@ impl Pipeline {
             expired: Vec::new(),
             transmits: VecDeque::new(),
             options,
+            batch: Vec::new(),
             guard,
             policer,
         }
@@ -472,7 +495,67 @@ impl Pipeline {
 
     /// Processes one IP packet (`pkt` holds it, with tailroom), rewriting it in place.
     pub fn handle(&mut self, now: Instant, ingress: Ingress, pkt: &mut PacketBuf<'_>) -> Action {
-        match self.process(now, ingress, pkt) {
+        let prepared = self.prepare(pkt.data());
+        self.handle_prepared(now, ingress, pkt, prepared)
+    }
+
+    /// Processes a batch of IP packets from one ingress, in order, exactly as [`Self::handle`]
+    /// would one after the other, writing one action per packet to `actions` (cleared first).
+    /// The batch's session lookups are started together — index buckets, then session slots —
+    /// so that their cache misses overlap instead of following each other.
+    pub fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: Ingress,
+        pkts: &mut [PacketBuf<'_>],
+        actions: &mut Vec<Action>,
+    ) {
+        let mut prepared = std::mem::take(&mut self.batch);
+        prepared.clear();
+        prepared.extend(pkts.iter().map(|pkt| self.prepare(pkt.data())));
+        for p in &prepared {
+            self.prefetch(p);
+        }
+        actions.clear();
+        for (pkt, p) in pkts.iter_mut().zip(prepared.drain(..)) {
+            actions.push(self.handle_prepared(now, ingress, pkt, p));
+        }
+        self.batch = prepared;
+    }
+
+    /// Batches, first stage: parses `packet` and starts fetching its index bucket.
+    #[inline]
+    pub(crate) fn prepare(&self, packet: &[u8]) -> Prepared {
+        let parsed = ip::parse(packet);
+        let hash = match &parsed {
+            Ok(p) => {
+                let hash = self.sessions.hash(&p.key);
+                self.sessions.prefetch_index(hash);
+                hash
+            }
+            Err(_) => 0,
+        };
+        Prepared { parsed, hash }
+    }
+
+    /// Batches, second stage, once the batch is prepared: starts fetching the session.
+    #[inline]
+    pub(crate) fn prefetch(&self, prepared: &Prepared) {
+        if prepared.parsed.is_ok() {
+            self.sessions.prefetch_session(prepared.hash);
+        }
+    }
+
+    /// Batches, last stage: [`Self::handle`] for a packet [`Self::prepare`]d from these very
+    /// bytes (unchanged since).
+    pub(crate) fn handle_prepared(
+        &mut self,
+        now: Instant,
+        ingress: Ingress,
+        pkt: &mut PacketBuf<'_>,
+        prepared: Prepared,
+    ) -> Action {
+        match self.process(now, ingress, pkt, prepared) {
             Ok(action) => {
                 match action {
                     Action::Forward(Egress {
@@ -500,10 +583,14 @@ impl Pipeline {
         now: Instant,
         ingress: Ingress,
         pkt: &mut PacketBuf<'_>,
+        prepared: Prepared,
     ) -> Result<Action, DropReason> {
-        let p = ip::parse(pkt.data())?;
+        let p = prepared.parsed?;
         pkt.set_len(p.end);
-        if let Some(hit) = self.sessions.lookup(&p.key, now, &mut self.expired) {
+        if let Some(hit) =
+            self.sessions
+                .lookup_hashed(&p.key, prepared.hash, now, &mut self.expired)
+        {
             return self.established(now, ingress, pkt, p, hit);
         }
         match ingress.interface {
@@ -673,7 +760,8 @@ impl Pipeline {
         .ok_or(DropReason::WaypointsExhausted)?;
         let peer_key = peer.keys.current();
         let security_id = peer_key.security_id();
-        let key = (security != SecurityMode::None).then(|| SessionKey::derive(peer_key, &uuid));
+        let key =
+            (security != SecurityMode::None).then(|| Box::new(SessionKey::derive(peer_key, &uuid)));
         let state = Svr {
             role: Role::Ingress,
             metadata_tx: true,
@@ -829,7 +917,8 @@ impl Pipeline {
             security_id,
             tx_seq: 0,
             replay: ReplayWindow::new(),
-            key: (security != SecurityMode::None).then(|| SessionKey::derive(peer_key, &uuid)),
+            key: (security != SecurityMode::None)
+                .then(|| Box::new(SessionKey::derive(peer_key, &uuid))),
         };
         let new = Insert {
             keys: [lan_key, p.key],
@@ -913,7 +1002,7 @@ impl Pipeline {
                 st.peer = peer_ix;
                 st.security_id = peer_key.security_id();
                 st.key = (st.security != SecurityMode::None)
-                    .then(|| SessionKey::derive(peer_key, &uuid));
+                    .then(|| Box::new(SessionKey::derive(peer_key, &uuid)));
                 st.replay = ReplayWindow::new();
             }
         }
@@ -980,13 +1069,13 @@ impl Pipeline {
         let s = self.sessions.get_mut(hit.id).ok_or(DropReason::NoSession)?;
         let wan_key = *s.key(Side::Wan);
         let lan_key = *s.key(Side::Lan);
-        let (uuid, tenant) = (*s.uuid(), crate::classify::TenantId(s.tenant()));
+        let tenant = crate::classify::TenantId(s.tenant());
         let target = if hit.reply {
             wan_key.reversed()
         } else {
             wan_key
         };
-        let st = &mut s.state;
+        let (st, uuid) = s.state_and_uuid();
         let trailer_mode =
             st.security != SecurityMode::None && st.security != SecurityMode::Unspecified;
         if trailer_mode && p.tcp.is_some_and(|t| t.syn) {
@@ -1013,7 +1102,7 @@ impl Pipeline {
                 Metadata {
                     security_id: Some(st.security_id),
                     forward_context: Some(context(&lan_key)?),
-                    session_uuid: Some(uuid),
+                    session_uuid: Some(*uuid),
                     tenant: Some(c.tenant_info(tenant).name.clone()),
                     service: Some(c.service_info(st.service).name.clone()),
                     payload_encrypted: st.security == SecurityMode::Encrypt,
@@ -1027,7 +1116,7 @@ impl Pipeline {
                 Metadata {
                     security_id: Some(st.security_id),
                     reverse_context: Some(context(&lan_key.reversed())?),
-                    session_uuid: Some(uuid),
+                    session_uuid: Some(*uuid),
                     source_router: Some(tables.router.clone()),
                     disable_forward_metadata: true,
                     ..Metadata::default()
@@ -1097,7 +1186,7 @@ impl Pipeline {
             .wans
             .get(usize::from(st.wan))
             .ok_or(DropReason::NoPath)?;
-        let next_hop = wan.gateway.unwrap_or(target.dst());
+        let next_hop = wan.gateway.unwrap_or_else(|| target.dst());
         let (class, dscp) = tables.qos.rule_class(usize::from(st.rule.0));
         crate::qos::dscp::mark(pkt.data_mut(), dscp);
         let egress = Egress {

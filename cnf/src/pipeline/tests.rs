@@ -835,3 +835,97 @@ fn the_wan_side_reads_back_with_the_capture_inspector() {
         reports[2].verdict
     );
 }
+
+/// `packets` through `p` as one [`Pipeline::handle_batch`]: each action and the bytes after it.
+fn run_batch(
+    p: &mut Pipeline,
+    now: Instant,
+    ingress: Ingress,
+    packets: &[Vec<u8>],
+) -> Vec<(Action, Vec<u8>)> {
+    let mut bufs: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|packet| {
+            let mut buf = vec![0u8; 2048];
+            buf[..packet.len()].copy_from_slice(packet);
+            buf
+        })
+        .collect();
+    let mut pkts: Vec<PacketBuf<'_>> = bufs
+        .iter_mut()
+        .zip(packets)
+        .map(|(buf, packet)| PacketBuf::new(buf, packet.len()))
+        .collect();
+    let mut actions = vec![Action::Consumed; 3];
+    p.handle_batch(now, ingress, &mut pkts, &mut actions);
+    let lens: Vec<usize> = pkts.iter().map(PacketBuf::len).collect();
+    assert_eq!(actions.len(), packets.len(), "one action per packet");
+    actions
+        .into_iter()
+        .zip(bufs)
+        .zip(lens)
+        .map(|((action, mut buf), len)| {
+            buf.truncate(len);
+            (action, buf)
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_is_handled_exactly_as_its_packets_one_by_one() {
+    let mut one_by_one = Lab::new(pb::SecurityMode::Encrypt);
+    let mut batched = Lab::new(pb::SecurityMode::Encrypt);
+    let lan_batch = |n: u8| {
+        vec![
+            udp_packet(CLIENT, 5004, TELEMETRY, 9000, 64, &[n; 20]),
+            // The same flow again in the same batch: it must find the session the packet
+            // before it created, although both were prepared before either was handled.
+            udp_packet(CLIENT, 5004, TELEMETRY, 9000, 64, &[n; 30]),
+            tcp_packet(CLIENT, 40000, PAYMENTS_VIP, 443, 64, "S", 1, &[]),
+            vec![0x45, 0, 0, 3],
+            udp_packet(CLIENT, 5005, TELEMETRY, 9000, 1, b"ttl runs out"),
+            tcp_packet(GUEST, 40001, PAYMENTS_VIP, 443, 64, "S", 1, &[]),
+            udp_packet(CLIENT, 5006, TELEMETRY, 9000, 64, &[n; 40]),
+        ]
+    };
+    let replies = vec![
+        udp_packet(TELEMETRY, 9000, CLIENT, 5004, 64, b"ok"),
+        udp_packet(TELEMETRY, 9000, CLIENT, 5006, 64, b"ok too"),
+    ];
+    for round in 0..3u8 {
+        let lan = lan_batch(round);
+        let expected: Vec<(Action, Vec<u8>)> = lan
+            .iter()
+            .map(|p| run(&mut one_by_one.edge, one_by_one.now, POS, p))
+            .collect();
+        let got = run_batch(&mut batched.edge, batched.now, POS, &lan);
+        assert_eq!(got, expected, "LAN batch, round {round}");
+        // Both hubs take the edge's WAN output one by one and answer the UDP flows; the
+        // answers come back to the edges, one by one and as a batch.
+        let mut to_edge = Vec::new();
+        for (lab, out) in [(&mut one_by_one, &expected), (&mut batched, &got)] {
+            let mut wan = Vec::new();
+            for (action, bytes) in out {
+                if matches!(action, Action::Forward(_)) {
+                    run(&mut lab.hub, lab.now, WAN0, bytes);
+                }
+            }
+            for reply in &replies {
+                let (action, bytes) = run(&mut lab.hub, lab.now, HUB_LAN, reply);
+                assert!(matches!(action, Action::Forward(_)), "{action:?}");
+                wan.push(bytes);
+            }
+            to_edge.push(wan);
+        }
+        assert_eq!(to_edge[0], to_edge[1], "hub replies, round {round}");
+        let expected: Vec<(Action, Vec<u8>)> = to_edge[0]
+            .iter()
+            .map(|p| run(&mut one_by_one.edge, one_by_one.now, WAN0, p))
+            .collect();
+        let got = run_batch(&mut batched.edge, batched.now, WAN0, &to_edge[1]);
+        assert_eq!(got, expected, "WAN batch, round {round}");
+    }
+    assert_eq!(batched.edge.counters(), one_by_one.edge.counters());
+    assert!(batched.edge.counters().sessions_created >= 3);
+    assert!(run_batch(&mut batched.edge, batched.now, POS, &[]).is_empty());
+}

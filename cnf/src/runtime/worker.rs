@@ -16,7 +16,9 @@ use crate::io::{Forwarder, Frame, PortId, Verdict};
 use crate::packet::arp::operation;
 use crate::packet::ethernet::ethertype;
 use crate::packet::{ArpPacket, EthernetFrame, Ipv4Packet, MacAddress};
-use crate::pipeline::{Action, Egress, Ingress, Interface, Lan, PacketBuf, Pipeline, Tables};
+use crate::pipeline::{
+    Action, Egress, Ingress, Interface, Lan, PacketBuf, Pipeline, Prepared, Tables,
+};
 use crate::qos::{LinkSpec, Offer, WanQueues};
 
 const ETH: usize = 14;
@@ -41,6 +43,8 @@ pub struct Worker {
     pub(super) neighbors: Neighbors,
     raw: Arc<RawSenders>,
     pub(super) counters: RuntimeCounters,
+    /// Scratch for [`Worker::handle_batch`]: per frame, its packet as the pipeline prepared it.
+    prepared: Vec<Option<Prepared>>,
     /// Shaped WAN links: the frames waiting for their turn (`crate::qos`).
     pub(super) wan_queues: WanQueues,
     /// Workers that share each WAN link (each shapes to its part of the capacity).
@@ -68,6 +72,7 @@ impl Worker {
             neighbors,
             raw,
             counters: RuntimeCounters::default(),
+            prepared: Vec::new(),
             wan_queues: WanQueues::new(now),
             link_share: 1,
             bfd: None,
@@ -140,7 +145,56 @@ impl Worker {
         self.generation = generation;
     }
 
-    fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
+    /// A receive batch: [`Worker::handle_frame`] on each frame in turn, after the pipeline has
+    /// prepared every IP packet of the batch and started fetching their sessions. Preparing
+    /// reads the frames only (no counters, no ARP), so each frame's handling is unchanged.
+    fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let port = ingress.index();
+        let mut prepared = std::mem::take(&mut self.prepared);
+        prepared.clear();
+        if let Some(pipeline) = self.pipeline.as_ref() {
+            for frame in frames.iter() {
+                let ip = self.pipeline_packet(port, frame.data());
+                prepared.push(ip.map(|ip| pipeline.prepare(ip)));
+            }
+            for p in prepared.iter().flatten() {
+                pipeline.prefetch(p);
+            }
+        }
+        verdicts.clear();
+        for (i, frame) in frames.iter_mut().enumerate() {
+            let p = prepared.get(i).copied().flatten();
+            verdicts.push(self.handle_frame(now, ingress, frame, p));
+        }
+        self.prepared = prepared;
+    }
+
+    /// The IP packet in `frame` if [`Worker::handle_frame`] will hand it to the pipeline.
+    fn pipeline_packet<'f>(&self, port: usize, frame: &'f [u8]) -> Option<&'f [u8]> {
+        let port_mac = self.ports.get(port)?.mac;
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        let ip = matches!(eth.ethertype(), ethertype::IPV4 | ethertype::IPV6);
+        if !ip || eth.dst_addr() != port_mac {
+            return None;
+        }
+        self.port_iface.get(port).copied().flatten()?;
+        frame.get(eth.header_len()..)
+    }
+
+    /// One frame; `prepared` is its IP packet as [`Pipeline::prepare`] saw it, if it was.
+    fn handle_frame(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &mut Frame<'_>,
+        prepared: Option<Prepared>,
+    ) -> Verdict {
         let port = ingress.index();
         let Some(port_mac) = self.ports.get(port).map(|p| p.mac) else {
             self.counters.unknown_port += 1;
@@ -194,7 +248,11 @@ impl Worker {
                 return Verdict::Drop;
             };
             let mut pkt = PacketBuf::new(ip, len.saturating_sub(l2));
-            let action = pipeline.handle(now, Ingress { interface, vlan }, &mut pkt);
+            let ingress = Ingress { interface, vlan };
+            let action = match prepared {
+                Some(p) => pipeline.handle_prepared(now, ingress, &mut pkt, p),
+                None => pipeline.handle(now, ingress, &mut pkt),
+            };
             (action, pkt.len())
         };
         match action {
@@ -513,7 +571,19 @@ pub struct SessionForwarder {
 impl Forwarder for SessionForwarder {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
-        worker.handle_frame(now, ingress, frame)
+        worker.handle_frame(now, ingress, frame, None)
+    }
+
+    /// One lock per batch, and the pipeline's lookups of the batch overlapped.
+    fn handle_batch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        worker.handle_batch(now, ingress, frames, verdicts);
     }
 
     fn poll_release(
@@ -566,5 +636,104 @@ mod tests {
             (eth.vlan_id(), eth.ethertype()),
             (Some(4095), ethertype::IPV6)
         );
+    }
+
+    /// A store edge's worker on ports `broadband`, `lte`, `eth1` (the LAN), gateway known.
+    fn edge_worker(now: Instant) -> Worker {
+        use crate::pipeline::testbed::edge_config;
+        let gateway = (Ipv4Addr::new(192, 0, 2, 1), MacAddress([2, 0, 0, 0, 1, 1]));
+        let ports: Arc<[Port]> = ["broadband", "lte", "eth1"]
+            .iter()
+            .enumerate()
+            .map(|(i, device)| Port {
+                device: device.to_string(),
+                mac: MacAddress([2, 0, 0, 0, 0, i as u8]),
+                os_v4: Vec::new(),
+                static_neighbors: vec![gateway],
+            })
+            .collect();
+        let raw = Arc::new(RawSenders::open(&[]).expect("no devices to open"));
+        let mut worker = Worker::new(ports, raw, now);
+        let config = edge_config(signpost_proto::v1::SecurityMode::Encrypt);
+        let tables = Tables::new(&config, "v1").expect("edge config builds");
+        worker.install(
+            now,
+            Arc::new(tables),
+            1,
+            crate::pipeline::Options::default(),
+        );
+        worker
+    }
+
+    #[test]
+    fn a_batch_of_frames_is_handled_exactly_as_frame_by_frame() {
+        use crate::pipeline::testbed::{CLIENT, PAYMENTS_VIP, TELEMETRY};
+        let now = Instant::now();
+        let (mut one_by_one, mut batched) = (edge_worker(now), edge_worker(now));
+        let lan_mac = MacAddress([2, 0, 0, 0, 0, 2]);
+        let client_mac = MacAddress([2, 0, 0, 0, 2, 5]);
+        let client = Ipv4Addr::from(CLIENT);
+        let udp = |dst_mac: MacAddress, sport: u16, dst: [u8; 4]| {
+            let mut out = Vec::new();
+            etherparse::PacketBuilder::ethernet2(client_mac.0, dst_mac.0)
+                .single_vlan(etherparse::VlanId::try_new(10).expect("vlan id"))
+                .ipv4(CLIENT, dst, 64)
+                .udp(sport, 9000)
+                .write(&mut out, &[7; 22])
+                .expect("builds");
+            out
+        };
+        let (arp, arp_len) = arp_request(client_mac, client, Ipv4Addr::new(10, 1, 0, 1), Some(10));
+        let mut other_ethertype = udp(lan_mac, 5009, TELEMETRY);
+        other_ethertype[16..18].copy_from_slice(&0x88b5u16.to_be_bytes());
+        let input: Vec<Vec<u8>> = vec![
+            udp(lan_mac, 5004, TELEMETRY),
+            arp[..arp_len].to_vec(),
+            udp(lan_mac, 5004, TELEMETRY),
+            udp(MacAddress([2, 9, 9, 9, 9, 9]), 5005, TELEMETRY),
+            udp(lan_mac, 5006, PAYMENTS_VIP),
+            other_ethertype,
+            vec![0xff; 10],
+            udp(lan_mac, 5007, TELEMETRY),
+        ];
+        let mut bufs: [Vec<Vec<u8>>; 2] = [0, 1].map(|_| {
+            input
+                .iter()
+                .map(|f| {
+                    let mut buf = vec![0u8; 2048];
+                    buf[..f.len()].copy_from_slice(f);
+                    buf
+                })
+                .collect()
+        });
+        let lan = PortId(2);
+        let [one_bufs, batch_bufs] = &mut bufs;
+        let mut expected = Vec::new();
+        for (buf, f) in one_bufs.iter_mut().zip(&input) {
+            let mut frame = Frame::new(buf, f.len()).expect("fits");
+            let verdict = one_by_one.handle_frame(now, lan, &mut frame, None);
+            expected.push((verdict, frame.data().to_vec()));
+        }
+        let mut frames: Vec<Frame<'_>> = batch_bufs
+            .iter_mut()
+            .zip(&input)
+            .map(|(buf, f)| Frame::new(buf, f.len()).expect("fits"))
+            .collect();
+        let mut verdicts = Vec::new();
+        batched.handle_batch(now, lan, &mut frames, &mut verdicts);
+        let got: Vec<(Verdict, Vec<u8>)> = verdicts
+            .into_iter()
+            .zip(&frames)
+            .map(|(v, f)| (v, f.data().to_vec()))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(batched.counters, one_by_one.counters);
+        let counters = |w: &Worker| w.pipeline.as_ref().map(|p| p.counters().clone());
+        assert_eq!(counters(&batched), counters(&one_by_one));
+        let forwarded = expected
+            .iter()
+            .filter(|(v, _)| matches!(v, Verdict::Forward(_)))
+            .count();
+        assert!(forwarded >= 4, "{expected:?}");
     }
 }

@@ -22,6 +22,23 @@ fn pack(addr: IpAddr) -> [u8; 16] {
     }
 }
 
+/// An address as a packet holds it, before it goes into a [`FlowKey`].
+#[derive(Clone, Copy)]
+pub(crate) enum Octets {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Octets {
+    #[inline]
+    fn packed(self) -> [u8; 16] {
+        match self {
+            Octets::V4([a, b, c, d]) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d],
+            Octets::V6(v6) => v6,
+        }
+    }
+}
+
 fn unpack(bytes: [u8; 16]) -> IpAddr {
     let v6 = Ipv6Addr::from(bytes);
     match v6.to_ipv4_mapped() {
@@ -43,6 +60,24 @@ impl FlowKey {
 
     pub fn v4(protocol: u8, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> Self {
         Self::new(protocol, src.into(), src_port, dst.into(), dst_port)
+    }
+
+    /// A key from addresses as the packet holds them: 4 bytes (IPv4) or 16 (IPv6).
+    #[inline]
+    pub(crate) fn from_octets(
+        protocol: u8,
+        src: Octets,
+        src_port: u16,
+        dst: Octets,
+        dst_port: u16,
+    ) -> Self {
+        Self {
+            src: src.packed(),
+            dst: dst.packed(),
+            src_port,
+            dst_port,
+            protocol,
+        }
     }
 
     pub fn protocol(&self) -> u8 {
@@ -86,16 +121,111 @@ impl FlowKey {
         }
     }
 
-    /// Bytes hashed for the index (the canonical form's fields, in a fixed order).
-    pub(crate) fn hash_with(&self, state: &impl std::hash::BuildHasher) -> u64 {
-        let c = self.canonical();
-        let mut bytes = [0u8; 37];
-        bytes[..16].copy_from_slice(&c.src);
-        bytes[16..32].copy_from_slice(&c.dst);
-        bytes[32..34].copy_from_slice(&c.src_port.to_be_bytes());
-        bytes[34..36].copy_from_slice(&c.dst_port.to_be_bytes());
-        bytes[36] = c.protocol;
-        state.hash_one(bytes)
+    /// How `self` (a session's key) sees a packet's 5-tuple `probe`: `Some(false)` when they are
+    /// the same, `Some(true)` when `probe` is this flow reversed, `None` otherwise.
+    #[inline]
+    pub fn orientation(&self, probe: &FlowKey) -> Option<bool> {
+        if self.protocol != probe.protocol {
+            return None;
+        }
+        if self.src == probe.src
+            && self.dst == probe.dst
+            && self.src_port == probe.src_port
+            && self.dst_port == probe.dst_port
+        {
+            Some(false)
+        } else if self.src == probe.dst
+            && self.dst == probe.src
+            && self.src_port == probe.dst_port
+            && self.dst_port == probe.src_port
+        {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// The IPv4 source and destination, when this is an IPv4 flow (IPv4-mapped in the key).
+    #[inline]
+    pub fn v4_addrs(&self) -> Option<([u8; 4], [u8; 4])> {
+        let v4 = |a: &[u8; 16]| -> Option<[u8; 4]> {
+            let [
+                p0,
+                p1,
+                p2,
+                p3,
+                p4,
+                p5,
+                p6,
+                p7,
+                p8,
+                p9,
+                p10,
+                p11,
+                a0,
+                a1,
+                a2,
+                a3,
+            ] = *a;
+            let prefix = [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11];
+            (prefix == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).then_some([a0, a1, a2, a3])
+        };
+        Some((v4(&self.src)?, v4(&self.dst)?))
+    }
+}
+
+/// Hashes flow keys for the session index, alike in both orientations of a flow (so one index
+/// entry serves a flow's packets both ways), seeded per process so that flows cannot be chosen
+/// to collide without knowing the seed.
+///
+/// Each endpoint (address, port) is mixed on its own with a folded 64 × 64 → 128-bit multiply
+/// (foldhash's and wyhash's primitive) and the two are added: addition commutes, so there is no
+/// canonical form to build and compare on the fast path. About 20 instructions per key.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowHasher {
+    k: [u64; 4],
+}
+
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl FlowHasher {
+    pub fn new(seed: u64) -> Self {
+        let mut state = seed;
+        let mut next = || {
+            // splitmix64: spreads one seed over four independent-looking keys.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            // An odd key never zeroes the multiply.
+            (z ^ (z >> 31)) | 1
+        };
+        Self {
+            k: [next(), next(), next(), next()],
+        }
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        let a = self.endpoint(&key.src, key.src_port);
+        let b = self.endpoint(&key.dst, key.dst_port);
+        folded_multiply(
+            a.wrapping_add(b) ^ self.k[2],
+            u64::from(key.protocol) ^ self.k[3],
+        )
+    }
+
+    #[inline]
+    fn endpoint(&self, addr: &[u8; 16], port: u16) -> u64 {
+        let (hi, lo) = addr.split_at(8);
+        let hi = u64::from_le_bytes(hi.try_into().unwrap_or([0; 8]));
+        let lo = u64::from_le_bytes(lo.try_into().unwrap_or([0; 8]));
+        // The port lands on the two bytes an IPv4-mapped address has as zero.
+        folded_multiply(hi ^ self.k[0], lo ^ self.k[1] ^ u64::from(port))
     }
 }
 
@@ -159,9 +289,30 @@ mod tests {
             Ipv4Addr::new(203, 0, 113, 10),
             30000,
         );
-        let state = foldhash::fast::FixedState::with_seed(7);
+        let hasher = FlowHasher::new(7);
         assert_eq!(k.canonical(), k.reversed().canonical());
-        assert_eq!(k.hash_with(&state), k.reversed().hash_with(&state));
+        assert_eq!(hasher.hash(&k), hasher.hash(&k.reversed()));
+        assert_ne!(hasher.hash(&k), FlowHasher::new(8).hash(&k));
+        assert_eq!(k.orientation(&k), Some(false));
+        assert_eq!(k.orientation(&k.reversed()), Some(true));
+        let other = FlowKey::v4(
+            17,
+            Ipv4Addr::new(192, 0, 2, 11),
+            20001,
+            Ipv4Addr::new(203, 0, 113, 10),
+            30000,
+        );
+        assert_eq!(k.orientation(&other), None);
+        assert_ne!(hasher.hash(&k), hasher.hash(&other));
+        assert_eq!(k.v4_addrs(), Some(([192, 0, 2, 11], [203, 0, 113, 10])));
+        let same = FlowKey::from_octets(
+            17,
+            Octets::V4([192, 0, 2, 11]),
+            20000,
+            Octets::V4([203, 0, 113, 10]),
+            30000,
+        );
+        assert_eq!(same, k);
         assert_ne!(k, k.reversed());
         assert_eq!(k.reversed().reversed(), k);
     }

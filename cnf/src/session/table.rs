@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 
-use super::key::FlowKey;
+use super::index::{FlowIndex, prefetch, with_huge_pages};
+use super::key::{FlowHasher, FlowKey};
 use super::tcp::{Segment, TcpState};
 use crate::packet::ip_protocol;
 
@@ -66,6 +67,33 @@ impl Default for Timeouts {
             udp_unreplied: Duration::from_secs(30),
             udp: Duration::from_secs(120),
             icmp: Duration::from_secs(30),
+        }
+    }
+}
+
+/// [`Timeouts`] in the table's milliseconds, converted once (not per packet).
+#[derive(Clone, Copy, Debug)]
+struct TimeoutsMs {
+    tcp_established: u64,
+    tcp_half_open: u64,
+    tcp_closing: u64,
+    tcp_closed: u64,
+    udp_unreplied: u64,
+    udp: u64,
+    icmp: u64,
+}
+
+impl From<&Timeouts> for TimeoutsMs {
+    fn from(t: &Timeouts) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            tcp_established: ms(t.tcp_established),
+            tcp_half_open: ms(t.tcp_half_open),
+            tcp_closing: ms(t.tcp_closing),
+            tcp_closed: ms(t.tcp_closed),
+            udp_unreplied: ms(t.udp_unreplied),
+            udp: ms(t.udp),
+            icmp: ms(t.icmp),
         }
     }
 }
@@ -135,18 +163,26 @@ pub struct Insert<S> {
 }
 
 /// One session.
+///
+/// The layout is fixed (`repr(C)`, 64-byte aligned) for the fast path: what a packet of an
+/// established session needs — both keys (the one it matched and the one it is rewritten to),
+/// the idle timer, byte counts, TCP state, and the first 16 bytes of the pipeline's `state` —
+/// fills the slot's first two cache lines (bytes 0..128); the UUID and the rest of `state`
+/// follow in the third. A slot is 192 bytes when `state` is at most 64 bytes.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub struct Session<S> {
     keys: [FlowKey; 2],
-    uuid: [u8; 16],
-    last_seen_ms: u64,
-    /// Bytes seen initiator → responder and back (IP packet lengths as received).
-    bytes: [u64; 2],
     tenant: u16,
     tcp: TcpState,
     replied: bool,
+    last_seen_ms: u64,
+    /// Bytes seen initiator → responder and back (IP packet lengths as received).
+    bytes: [u64; 2],
     uuid_indexed: bool,
+    /// Starts at byte 112 when `S` is 8-byte aligned: its first 16 bytes share the keys' lines.
     pub state: S,
+    uuid: [u8; 16],
 }
 
 impl<S> Session<S> {
@@ -156,6 +192,12 @@ impl<S> Session<S> {
 
     pub fn uuid(&self) -> &[u8; 16] {
         &self.uuid
+    }
+
+    /// The pipeline's state beside the UUID, which lies in another cache line than the fast
+    /// path's fields: read it only when needed.
+    pub fn state_and_uuid(&mut self) -> (&mut S, &[u8; 16]) {
+        (&mut self.state, &self.uuid)
     }
 
     pub fn tenant(&self) -> u16 {
@@ -185,7 +227,7 @@ impl<S> Session<S> {
         self.keys[0].protocol()
     }
 
-    fn idle_timeout(&self, t: &Timeouts) -> Duration {
+    fn idle_timeout_ms(&self, t: &TimeoutsMs) -> u64 {
         match self.protocol() {
             ip_protocol::TCP => match self.tcp {
                 TcpState::SynSent | TcpState::SynReceived => t.tcp_half_open,
@@ -199,9 +241,8 @@ impl<S> Session<S> {
         }
     }
 
-    fn expired(&self, now_ms: u64, t: &Timeouts) -> bool {
-        let timeout = u64::try_from(self.idle_timeout(t).as_millis()).unwrap_or(u64::MAX);
-        now_ms.saturating_sub(self.last_seen_ms) >= timeout
+    fn expired(&self, now_ms: u64, t: &TimeoutsMs) -> bool {
+        now_ms.saturating_sub(self.last_seen_ms) >= self.idle_timeout_ms(t)
     }
 
     fn half_open(&self) -> bool {
@@ -222,12 +263,17 @@ pub struct Expired<S> {
 pub struct SessionTable<S> {
     slots: Vec<Option<Session<S>>>,
     free: Vec<u32>,
-    /// `slot << 1 | side`, hashed by the key's canonical form.
-    by_key: HashTable<u32>,
+    /// `slot << 1 | side`, hashed alike in both orientations of a key.
+    by_key: FlowIndex,
     by_uuid: HashTable<u32>,
+    flow_hasher: FlowHasher,
     hasher: FixedState,
     base: Instant,
+    /// The last `now` seen and its milliseconds since `base`: drivers pass one `now` per batch,
+    /// so the conversion is done once per batch, not twice per packet.
+    clock: (Instant, u64),
     timeouts: Timeouts,
+    timeouts_ms: TimeoutsMs,
     limits: TableLimits,
     len: u32,
     half_open: u32,
@@ -243,11 +289,14 @@ impl<S> SessionTable<S> {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
-            by_key: HashTable::new(),
+            by_key: FlowIndex::default(),
             by_uuid: HashTable::new(),
+            flow_hasher: FlowHasher::new(hash_seed),
             hasher: FixedState::with_seed(hash_seed),
             base,
+            clock: (base, 0),
             timeouts,
+            timeouts_ms: TimeoutsMs::from(&timeouts),
             limits,
             len: 0,
             half_open: 0,
@@ -259,16 +308,26 @@ impl<S> SessionTable<S> {
 
     /// Sizes the table for `sessions` up front, so that growth never stalls the fast path.
     pub fn reserve(&mut self, sessions: usize) {
-        self.slots
-            .reserve(sessions.saturating_sub(self.slots.len()));
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        if sessions > self.slots.capacity() {
+            self.grow_slots(sessions);
+        }
+        let (slots, hasher) = (&self.slots, &self.flow_hasher);
         self.by_key
-            .reserve(sessions.saturating_mul(2), |&v| key_hash(slots, hasher, v));
+            .reserve(sessions.saturating_mul(2), |v| key_hash(slots, hasher, v));
+    }
+
+    /// Moves the slots to room for `capacity` (what `Vec` growth would do, but into memory
+    /// advised for huge pages before it is touched).
+    fn grow_slots(&mut self, capacity: usize) {
+        let mut grown = with_huge_pages(capacity);
+        grown.append(&mut self.slots);
+        self.slots = grown;
     }
 
     pub fn set_limits(&mut self, limits: TableLimits, timeouts: Timeouts) {
         self.limits = limits;
         self.timeouts = timeouts;
+        self.timeouts_ms = TimeoutsMs::from(&timeouts);
     }
 
     /// The instant `Session::last_seen_ms` counts from.
@@ -323,6 +382,15 @@ impl<S> SessionTable<S> {
         u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// [`Self::ms`], remembering the last conversion.
+    #[inline]
+    fn now_ms(&mut self, now: Instant) -> u64 {
+        if now != self.clock.0 {
+            self.clock = (now, self.ms(now));
+        }
+        self.clock.1
+    }
+
     pub fn get(&self, id: SessionId) -> Option<&Session<S>> {
         self.slots.get(id.0 as usize)?.as_ref()
     }
@@ -347,32 +415,79 @@ impl<S> SessionTable<S> {
         now: Instant,
         expired: &mut Vec<Expired<S>>,
     ) -> Option<Hit> {
-        let hash = key.hash_with(&self.hasher);
+        let hash = self.hash(key);
+        self.lookup_hashed(key, hash, now, expired)
+    }
+
+    /// The index hash of `key` (alike for both orientations), for [`Self::lookup_hashed`] and
+    /// the prefetches.
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.flow_hasher.hash(key)
+    }
+
+    /// Batched lookups, first stage: starts fetching the index bucket of `hash`.
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        self.by_key.prefetch(hash);
+    }
+
+    /// Batched lookups, second stage (once the bucket had time to arrive): starts fetching the
+    /// two cache lines of the session the bucket names for `hash`, if any.
+    #[inline]
+    pub fn prefetch_session(&self, hash: u64) {
+        let Some(value) = self.by_key.candidate(hash) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get((value >> 1) as usize) {
+            let p: *const Option<Session<S>> = slot;
+            prefetch(p);
+            prefetch(p.cast::<u8>().wrapping_add(64));
+        }
+    }
+
+    /// [`Self::lookup`] with the key's hash already computed by [`Self::hash`] (a different
+    /// hash only makes the lookup miss).
+    #[inline]
+    pub fn lookup_hashed(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: Instant,
+        expired: &mut Vec<Expired<S>>,
+    ) -> Option<Hit> {
         let slots = &self.slots;
-        let found = *self.by_key.find(hash, |&v| {
-            slot_key(slots, v).is_some_and(|k| k == key || k.reversed() == *key)
+        let mut reply = false;
+        let found = self.by_key.find(hash, |v| {
+            match slot_key(slots, v).and_then(|k| k.orientation(key)) {
+                Some(r) => {
+                    reply = r;
+                    true
+                }
+                None => false,
+            }
         })?;
         let id = SessionId(found >> 1);
         let side = if found & 1 == 0 { Side::Lan } else { Side::Wan };
+        let now_ms = self.now_ms(now);
         let session = self.get(id)?;
-        if session.expired(self.ms(now), &self.timeouts) {
+        if session.expired(now_ms, &self.timeouts_ms) {
             if let Some(gone) = self.remove(id) {
                 expired.push(gone);
             }
             return None;
         }
-        let reply = session.keys[side as usize] != *key;
         Some(Hit { id, side, reply })
     }
 
     /// Would `key` (either orientation) find a session? Expired sessions count as present until
     /// removed; waypoint allocation uses this to keep 5-tuples unique.
     pub fn contains_key(&self, key: &FlowKey) -> bool {
-        let hash = key.hash_with(&self.hasher);
+        let hash = self.hash(key);
         let slots = &self.slots;
         self.by_key
-            .find(hash, |&v| {
-                slot_key(slots, v).is_some_and(|k| k == key || k.reversed() == *key)
+            .find(hash, |v| {
+                slot_key(slots, v).is_some_and(|k| k.orientation(key).is_some())
             })
             .is_some()
     }
@@ -417,10 +532,11 @@ impl<S> SessionTable<S> {
         if new.index_uuid && self.by_uuid(&new.uuid).is_some() {
             return Err(Refused::KeyInUse);
         }
+        let last_seen_ms = self.now_ms(now);
         let session = Session {
             keys: new.keys,
             uuid: new.uuid,
-            last_seen_ms: self.ms(now),
+            last_seen_ms,
             bytes: [0; 2],
             tenant: new.tenant,
             tcp: TcpState::SynSent,
@@ -436,6 +552,9 @@ impl<S> SessionTable<S> {
                 i
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    self.grow_slots(self.slots.capacity().max(4) * 2);
+                }
                 self.slots.push(Some(session));
                 (self.slots.len() - 1) as u32
             }
@@ -472,10 +591,10 @@ impl<S> SessionTable<S> {
         let Some(key) = slot_key(&self.slots, value) else {
             return;
         };
-        let hash = key.hash_with(&self.hasher);
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let hash = self.flow_hasher.hash(key);
+        let (slots, hasher) = (&self.slots, &self.flow_hasher);
         self.by_key
-            .insert_unique(hash, value, |&v| key_hash(slots, hasher, v));
+            .insert(hash, value, |v| key_hash(slots, hasher, v));
     }
 
     fn unindex_key(&mut self, index: u32, side: Side) {
@@ -483,10 +602,8 @@ impl<S> SessionTable<S> {
         let Some(key) = slot_key(&self.slots, value) else {
             return;
         };
-        let hash = key.hash_with(&self.hasher);
-        if let Ok(entry) = self.by_key.find_entry(hash, |&v| v == value) {
-            entry.remove();
-        }
+        let hash = self.flow_hasher.hash(key);
+        self.by_key.remove(hash, value);
     }
 
     /// Moves a session's WAN side to a new waypoint 5-tuple (a path change).
@@ -514,7 +631,7 @@ impl<S> SessionTable<S> {
         bytes: usize,
         tcp: Option<Segment>,
     ) {
-        let now_ms = self.ms(now);
+        let now_ms = self.now_ms(now);
         let Some(Some(s)) = self.slots.get_mut(id.0 as usize) else {
             return;
         };
@@ -562,7 +679,7 @@ impl<S> SessionTable<S> {
     /// Visits up to `visits` slots from where the last sweep stopped and removes the expired
     /// sessions among them into `expired`. Call it once per batch of packets.
     pub fn sweep(&mut self, now: Instant, visits: usize, expired: &mut Vec<Expired<S>>) {
-        let now_ms = self.ms(now);
+        let now_ms = self.now_ms(now);
         for _ in 0..visits.min(self.slots.len()) {
             if self.sweep_cursor >= self.slots.len() {
                 self.sweep_cursor = 0;
@@ -570,7 +687,7 @@ impl<S> SessionTable<S> {
             let i = self.sweep_cursor;
             self.sweep_cursor += 1;
             let stale =
-                matches!(self.slots.get(i), Some(Some(s)) if s.expired(now_ms, &self.timeouts));
+                matches!(self.slots.get(i), Some(Some(s)) if s.expired(now_ms, &self.timeouts_ms));
             if stale && let Some(gone) = self.remove(SessionId(i as u32)) {
                 expired.push(gone);
             }
@@ -583,8 +700,8 @@ fn slot_key<S>(slots: &[Option<Session<S>>], value: u32) -> Option<&FlowKey> {
     session.keys.get((value & 1) as usize)
 }
 
-fn key_hash<S>(slots: &[Option<Session<S>>], hasher: &FixedState, value: u32) -> u64 {
-    slot_key(slots, value).map_or(0, |k| k.hash_with(hasher))
+fn key_hash<S>(slots: &[Option<Session<S>>], hasher: &FlowHasher, value: u32) -> u64 {
+    slot_key(slots, value).map_or(0, |k| hasher.hash(k))
 }
 
 fn uuid_hash<S>(slots: &[Option<Session<S>>], hasher: &FixedState, value: u32) -> u64 {
@@ -635,6 +752,13 @@ mod tests {
                 state: u32::from(n),
             },
         )
+    }
+
+    #[test]
+    fn the_fast_path_fields_fill_the_first_two_cache_lines() {
+        assert_eq!(core::mem::offset_of!(Session<u64>, state), 112);
+        assert_eq!(size_of::<Option<Session<[u64; 7]>>>(), 192);
+        assert_eq!(align_of::<Session<u8>>(), 64);
     }
 
     #[test]

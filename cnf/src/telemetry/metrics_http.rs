@@ -2,9 +2,10 @@
 //!
 //! * `GET /metrics` (or `HEAD`): 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8`,
 //!   the body from the render function (an [`Exposition`](super::Exposition), usually).
-//! * `GET /healthz`: 200 `ok`.
-//! * `GET /readyz`, served by [`serve_metrics_and_readiness`] only: 200 `ok` when the readiness
-//!   function says so, else 503 `not ready`.
+//! * `GET /healthz`: 200 `ok`; with [`serve_metrics_and_probes`], 503 and the liveness
+//!   function's reason when it reports one.
+//! * `GET /readyz`, served by [`serve_metrics_and_readiness`] and [`serve_metrics_and_probes`]
+//!   only: 200 `ok` when the readiness function says so, else 503 `not ready`.
 //! * Any other path: 404; another method on a known path: 405.
 //!
 //! The render function runs on the connection's task for each scrape, so it should be quick
@@ -45,7 +46,7 @@ pub async fn serve_metrics(
     render: Arc<dyn Fn() -> String + Send + Sync>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve(listener, render, None, shutdown).await
+    serve(listener, render, Probes::default(), shutdown).await
 }
 
 /// [`serve_metrics`], plus `GET /readyz` answered from `ready` (a readiness probe).
@@ -55,13 +56,43 @@ pub async fn serve_metrics_and_readiness(
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve(listener, render, Some(ready), shutdown).await
+    let probes = Probes {
+        live: None,
+        ready: Some(ready),
+    };
+    serve(listener, render, probes, shutdown).await
+}
+
+/// Liveness: `Ok`, or why the process should be restarted (the body of the 503).
+pub type Liveness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// [`serve_metrics_and_readiness`], with `GET /healthz` answered from `live` (a liveness
+/// probe) instead of always `ok`.
+pub async fn serve_metrics_and_probes(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    live: Liveness,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let probes = Probes {
+        live: Some(live),
+        ready: Some(ready),
+    };
+    serve(listener, render, probes, shutdown).await
+}
+
+/// The probe functions an endpoint answers `/healthz` and `/readyz` from.
+#[derive(Clone, Default)]
+struct Probes {
+    live: Option<Liveness>,
+    ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 async fn serve(
     listener: TcpListener,
     render: Arc<dyn Fn() -> String + Send + Sync>,
-    ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    probes: Probes,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -79,9 +110,9 @@ async fn serve(
             },
         };
         let render = Arc::clone(&render);
-        let ready = ready.clone();
+        let probes = probes.clone();
         let service = service_fn(move |request| {
-            let response = respond(&request, render.as_ref(), ready.as_deref());
+            let response = respond(&request, render.as_ref(), &probes);
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = http1::Builder::new()
@@ -108,9 +139,10 @@ async fn serve(
 fn respond(
     request: &Request<Incoming>,
     render: &(dyn Fn() -> String + Send + Sync),
-    ready: Option<&(dyn Fn() -> bool + Send + Sync)>,
+    probes: &Probes,
 ) -> Response<Full<Bytes>> {
     let get_or_head = matches!(*request.method(), Method::GET | Method::HEAD);
+    let ready = probes.ready.as_deref();
     match request.uri().path() {
         "/metrics" if get_or_head => {
             let mut response = Response::new(Full::new(Bytes::from(render())));
@@ -119,7 +151,10 @@ fn respond(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_0_0_4));
             response
         }
-        "/healthz" if get_or_head => text(StatusCode::OK, "ok"),
+        "/healthz" if get_or_head => match probes.live.as_deref().map(|live| live()) {
+            Some(Err(why)) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+            _ => text(StatusCode::OK, "ok"),
+        },
         "/readyz" if get_or_head && ready.is_some() => {
             if ready.is_some_and(|ready| ready()) {
                 text(StatusCode::OK, "ok")
@@ -141,8 +176,8 @@ fn method_not_allowed() -> Response<Full<Bytes>> {
     response
 }
 
-fn text(code: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = code;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -253,6 +288,49 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "the listener is closed after shutdown"
         );
+    }
+
+    #[tokio::test]
+    async fn liveness_answers_503_with_its_reason_and_readiness_stays_separate() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stalled);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_metrics_and_probes(
+            listener,
+            Arc::new(String::new),
+            Arc::new(move || {
+                if flag.load(Ordering::Relaxed) {
+                    Err("packet I/O made no progress for 6 s".to_string())
+                } else {
+                    Ok(())
+                }
+            }),
+            Arc::new(|| false),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let response = fetch(addr, "GET", "/healthz").await;
+        let (head, body) = head_and_body(&response);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, "ok");
+        let response = fetch(addr, "GET", "/readyz").await;
+        assert!(
+            response.starts_with("HTTP/1.1 503"),
+            "alive but not ready: {response}"
+        );
+        stalled.store(true, Ordering::Relaxed);
+        let response = fetch(addr, "GET", "/healthz").await;
+        let (head, body) = head_and_body(&response);
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert_eq!(body, "packet I/O made no progress for 6 s");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
 
     #[tokio::test]

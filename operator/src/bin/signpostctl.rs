@@ -186,7 +186,7 @@ enum BootstrapCommand {
         /// The Router's name.
         #[arg(long, value_name = "NAME")]
         router: String,
-        /// How long the token stays valid (s, m, h, d).
+        /// How long the token stays valid (s, m, h, d; at most 365d).
         #[arg(long, default_value = "24h")]
         ttl: String,
         /// Local mode: the operator's --tls-dir. Without it: cluster mode (kubeconfig).

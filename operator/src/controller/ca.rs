@@ -9,7 +9,8 @@
 //! every router, and a new key master would rotate every peer key.
 //!
 //! The operator's serving certificate is issued from this CA in memory at start, for the
-//! `--server-name`s.
+//! `--server-name`s, for a year, and issued again 30 days before it ends
+//! (`controller::renew_serving`): new handshakes present the new one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

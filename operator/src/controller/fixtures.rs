@@ -1,8 +1,9 @@
 //! The mock API server of the controller tests, in the style of kube-rs's controller-rs
 //! `ApiServerVerifier`: a test lists the API calls it expects, in order — method, path, what
 //! the body must say — and the answer to each. The verifier fails the test on a call out of
-//! order, a body that does not say what it must, a call that never comes, and any call after
-//! the last expected one.
+//! order, a body that does not say what it must, a call that never comes, any call after the
+//! last expected one, and any call the operator's RBAC ([`super::rbac::GRANTS`], which the
+//! chart renders) would refuse.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,6 +38,10 @@ pub struct Call {
     reply: Value,
     /// Computes the reply when the call comes (from what earlier calls carried).
     reply_later: Option<Box<dyn Fn() -> Value + Send>>,
+    /// Runs when the call comes, before the reply (the world changing meanwhile).
+    then: Option<Box<dyn Fn() + Send>>,
+    /// Never answered: the client waits until it gives up.
+    unanswered: bool,
 }
 
 impl Call {
@@ -49,7 +54,13 @@ impl Call {
             status: StatusCode::OK,
             reply: Value::Null,
             reply_later: None,
+            then: None,
+            unanswered: false,
         }
+    }
+
+    pub fn method(&self) -> &http::Method {
+        &self.method
     }
 
     pub fn get(path: &str) -> Self {
@@ -96,6 +107,18 @@ impl Call {
         self
     }
 
+    /// Runs `f` when the call comes, before it is answered.
+    pub fn then(mut self, f: impl Fn() + Send + 'static) -> Self {
+        self.then = Some(Box::new(f));
+        self
+    }
+
+    /// The API server never answers this call (the connection hangs).
+    pub fn unanswered(mut self) -> Self {
+        self.unanswered = true;
+        self
+    }
+
     /// The API server's answer for a missing object.
     pub fn not_found(self) -> Self {
         self.reply(
@@ -129,6 +152,8 @@ impl ApiServer {
     pub fn expect(mut handle: Handle, calls: Vec<Call>) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Answers held back from calls that are never answered.
+            let mut held = Vec::new();
             for (i, call) in calls.into_iter().enumerate() {
                 let next = tokio::time::timeout(CALL_TIMEOUT, handle.next_request()).await;
                 let Ok(Some((request, send))) = next else {
@@ -142,6 +167,11 @@ impl ApiServer {
                 let method = request.method().clone();
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or("").to_string();
+                let apply = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+                permitted(i, method.as_str(), &path, &query, apply);
                 assert_eq!(
                     (&method, path.as_str()),
                     (&call.method, call.path.as_str()),
@@ -168,6 +198,13 @@ impl ApiServer {
                     })
                 };
                 (call.check)(&body);
+                if let Some(then) = &call.then {
+                    then();
+                }
+                if call.unanswered {
+                    held.push(send);
+                    continue;
+                }
                 let reply = match &call.reply_later {
                     Some(later) => later(),
                     None => call.reply,
@@ -201,6 +238,7 @@ impl ApiServer {
                     },
                 }
             }
+            drop(held);
             (unexpected, handle)
         });
         Self { stop, task }
@@ -226,11 +264,33 @@ impl ApiServer {
     }
 }
 
+/// Fails the test when the operator's RBAC would refuse the call: every call the code makes
+/// must be granted by the chart. A server-side apply needs `create` too (it creates the
+/// object when absent), except on a subresource.
+fn permitted(i: usize, method: &str, path: &str, query: &str, apply: bool) {
+    let Some((group, resource, verb)) = super::rbac::request_attributes(method, path, query) else {
+        panic!("call #{} ({method} {path}) names no resource", i + 1);
+    };
+    let mut verbs = vec![verb];
+    if apply && !resource.contains('/') {
+        verbs.push("create");
+    }
+    for verb in verbs {
+        assert!(
+            super::rbac::allows(&group, &resource, verb),
+            "call #{} ({method} {path}): the operator's RBAC does not grant `{verb}` on \
+             `{resource}` (group `{group}`): add it to controller::rbac::GRANTS and the chart",
+            i + 1
+        );
+    }
+}
+
 /// The inputs a test controls.
 pub struct Inputs {
     pub report: watch::Sender<Arc<Report>>,
     pub routers: watch::Sender<std::collections::BTreeMap<String, RouterState>>,
-    pub leader: watch::Sender<bool>,
+    /// Shared, so that a [`Call::then`] can take leadership away mid-reconcile.
+    pub leader: Arc<watch::Sender<bool>>,
 }
 
 /// A fixed clock: 2027-01-15T08:00:00Z.
@@ -240,6 +300,14 @@ pub fn now() -> SystemTime {
 
 /// A context whose client talks to the mock; leader unless told otherwise.
 pub fn context(ca: Arc<CertificateAuthority>) -> (Arc<Context>, Handle, Inputs) {
+    context_with(ca, |_| {})
+}
+
+/// [`context`], changed by `adjust` before it is shared (caches of workloads, say).
+pub fn context_with(
+    ca: Arc<CertificateAuthority>,
+    adjust: impl FnOnce(&mut Context),
+) -> (Arc<Context>, Handle, Inputs) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let (report, report_rx) = watch::channel(Arc::new(Report::default()));
@@ -265,13 +333,14 @@ pub fn context(ca: Arc<CertificateAuthority>) -> (Arc<Context>, Handle, Inputs) 
         ca,
     );
     ctx.clock = Arc::new(now);
+    adjust(&mut ctx);
     (
         Arc::new(ctx),
         handle,
         Inputs {
             report,
             routers,
-            leader,
+            leader: Arc::new(leader),
         },
     )
 }

@@ -14,8 +14,9 @@
 //!   of two replicas racing for an expired Lease, one gets 409 Conflict and follows.
 //! * **Stepping down.** A leader that has not renewed successfully for `renewDeadline` (default
 //!   10 s, less than the 15 s lease duration) stops acting as leader before any other replica
-//!   may take the Lease over. Each API call is bounded by the retry period, so a hung call
-//!   cannot keep a stale leader writing.
+//!   may take the Lease over: [`LeaseClient::run`] publishes `false` when that deadline passes,
+//!   also while a round is still waiting for the API server, and judges each round by the time
+//!   it ended, not the time it started. Each API call is bounded by the retry period.
 //! * **Release.** On shutdown the leader empties `holderIdentity`, so that another replica takes
 //!   over at its next round instead of after the lease duration.
 //!
@@ -117,8 +118,12 @@ impl Elector {
 
     /// Whether this replica may act as leader at `now`.
     pub fn is_leader(&self, now: Instant) -> bool {
-        self.renewed
-            .is_some_and(|t| now.saturating_duration_since(t) < self.settings.renew_deadline)
+        self.leader_until().is_some_and(|until| now < until)
+    }
+
+    /// When this replica stops being leader unless it renews first (`None`: it is not leader).
+    pub fn leader_until(&self) -> Option<Instant> {
+        self.renewed.map(|t| t + self.settings.renew_deadline)
     }
 
     fn duration_secs(&self) -> i32 {
@@ -324,25 +329,59 @@ impl LeaseClient {
     }
 
     /// Runs rounds every retry period, publishing leadership on `leader`, until `shutdown`;
-    /// then releases the Lease.
+    /// then releases the Lease. Leadership is published `false` the moment the renew deadline
+    /// passes, whether a round is under way or not.
     pub async fn run(
         mut self,
         leader: watch::Sender<bool>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let period = self.elector.settings.retry_period;
+        let renew_deadline = self.elector.settings.renew_deadline;
+        let step_down = |leader: &watch::Sender<bool>| {
+            if leader.send_replace(false) {
+                tracing::warn!(
+                    "stepping down: the leader Lease was not renewed within {renew_deadline:?}"
+                );
+            }
+        };
         loop {
-            let is = self.round(Instant::now(), SystemTime::now()).await;
+            let until = self.elector.leader_until();
+            {
+                let mut round = std::pin::pin!(self.round(now(), SystemTime::now()));
+                loop {
+                    tokio::select! {
+                        _ = &mut round => break,
+                        () = deadline(until), if *leader.borrow() => step_down(&leader),
+                    }
+                }
+            }
+            // Judged now, not when the round started: a slow round may have outlived the lease.
+            let is = self.elector.is_leader(now());
             leader.send_if_modified(|l| std::mem::replace(l, is) != is);
-            // Between rounds, step down exactly when the renew deadline passes.
-            let period = self.elector.settings.retry_period;
+            let until = self.elector.leader_until();
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(period) => {}
+                () = deadline(until), if *leader.borrow() => step_down(&leader),
             }
         }
         leader.send_replace(false);
         self.release().await;
+    }
+}
+
+/// The clock of [`LeaseClient::run`]: tokio's, so that tests can move it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Completes at `until`, or never.
+async fn deadline(until: Option<Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -17,6 +17,7 @@
 //! | [`lease`] | leader election on a `coordination.k8s.io/v1` Lease |
 //! | [`ca`] | the CA Secret (CA and peer-key master) |
 //! | [`tokens`] | bootstrap tokens as Secrets |
+//! | [`rbac`] | the API permissions all of the above need |
 //!
 //! # Command line
 //!
@@ -36,17 +37,8 @@
 //!
 //! # RBAC
 //!
-//! What the operator's ServiceAccount needs — no more:
-//!
-//! | API group | resources | verbs | why |
-//! |---|---|---|---|
-//! | `signpost.dev` | `tenants`, `services`, `policies`, `routers` | get, list, watch, patch | reflectors, controllers; patch only adds/removes the Router finalizer |
-//! | `signpost.dev` | `tenants/status`, `services/status`, `policies/status`, `routers/status` | get, patch, update | status (server-side apply) |
-//! | `signpost.dev` | `routers/finalizers` | update | owner references with `blockOwnerDeletion` on router workloads |
-//! | `apps` | `deployments`, `daemonsets` | get, list, watch, create, patch, delete | router workloads (the cache tells when one was deleted) |
-//! | core | `serviceaccounts`, `secrets` | get, list, watch, create, patch, delete | router ServiceAccounts and identity Secrets; bootstrap tokens; the CA Secret |
-//! | `events.k8s.io` | `events` | create, patch | Events |
-//! | `coordination.k8s.io` | `leases` (own namespace) | get, create, update, patch | leader election |
+//! What the operator's ServiceAccount needs — no more — is [`rbac::GRANTS`]: the chart renders
+//! it, the READMEs table it, and the controller tests fail on any call it does not grant.
 //!
 //! Router workloads are created in the Router's namespace, which must admit pods with
 //! `NET_ADMIN`, `NET_RAW`, `BPF`, `IPC_LOCK` (and host networking where asked for): Pod
@@ -54,6 +46,7 @@
 
 pub mod ca;
 pub mod lease;
+pub mod rbac;
 pub mod reconcile;
 pub mod status;
 pub mod tokens;
@@ -87,7 +80,7 @@ use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use crate::bootstrap::Enrollment;
 use crate::compiler::{Options, Severity};
 use crate::crd::{Policy, Router, Service, Tenant};
-use crate::distribution::{self, Distribution, RouterState};
+use crate::distribution::{self, Distribution, RouterState, ServingCert};
 use crate::identity::{CertificateAuthority, Validity};
 use crate::metrics::Metrics;
 use reconcile::Applied;
@@ -170,7 +163,7 @@ impl Context {
     }
 
     /// Whether the workload is in the cache (true when there is no cache, as in tests).
-    fn workload_cached(&self, namespace: &str, kind: &str, name: &str) -> bool {
+    pub(crate) fn workload_cached(&self, namespace: &str, kind: &str, name: &str) -> bool {
         match kind {
             "Deployment" => self
                 .deployments
@@ -285,14 +278,15 @@ pub async fn run(
     let cluster_ca = ca::load_or_create(&secrets, &options.ca_secret).await?;
     let ca = Arc::new(cluster_ca.ca);
     let names = options.server_names();
-    let serving = ca
-        .issue_operator(&names, Validity::days_from_now(365))
+    let validity = Validity::days_from_now(SERVING_DAYS);
+    let not_after = validity.not_after;
+    let issued = ca
+        .issue_operator(&names, validity)
         .map_err(|e| e.to_string())?;
-    let tls = distribution::server_tls_for(
-        &serving,
-        &PathBuf::from(format!("Secret {op_ns}/{}", options.ca_secret)),
-    )
-    .map_err(|e| e.to_string())?;
+    let origin = PathBuf::from(format!("Secret {op_ns}/{}", options.ca_secret));
+    let serving = Arc::new(ServingCert::new(&issued, &origin).map_err(|e| e.to_string())?);
+    let tls = distribution::server_tls_serving(ca.cert_pem(), Arc::clone(&serving), &origin)
+        .map_err(|e| e.to_string())?;
     let compile_options = Options {
         key_master: cluster_ca.key_master,
         key_epoch: options.key_epoch,
@@ -309,6 +303,15 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+
+    tokio::spawn(renew_serving(
+        Arc::clone(&ca),
+        names,
+        serving,
+        origin,
+        not_after,
+        stopped(),
+    ));
 
     let distribution = Distribution::new();
     let metrics = Arc::new(Metrics::default());
@@ -458,6 +461,68 @@ pub async fn run(
     served
 }
 
+/// The operator's serving certificate lasts this long and is issued again (in memory, from the
+/// CA) [`reconcile::RENEW_BEFORE`] before it ends: the process may run longer than a year.
+pub const SERVING_DAYS: u32 = 365;
+
+/// How long until the serving certificate ending at `not_after` is due to be issued again.
+pub fn until_renewal(not_after: SystemTime, now: SystemTime) -> Duration {
+    not_after
+        .checked_sub(reconcile::RENEW_BEFORE)
+        .and_then(|due| due.duration_since(now).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Issues the serving certificate again when it is due; new handshakes present the new one.
+async fn renew_serving(
+    ca: Arc<CertificateAuthority>,
+    names: Vec<String>,
+    serving: Arc<ServingCert>,
+    origin: PathBuf,
+    mut not_after: SystemTime,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut retry = false;
+    loop {
+        // At most a day at a time: the wall clock may be set while this sleeps.
+        let wait = if retry {
+            Duration::from_secs(3600)
+        } else {
+            until_renewal(not_after, SystemTime::now()).min(Duration::from_secs(86_400))
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if until_renewal(not_after, SystemTime::now()) > Duration::ZERO {
+            retry = false;
+            continue;
+        }
+        let validity = Validity::days_from_now(SERVING_DAYS);
+        let next = validity.not_after;
+        let renewed = ca
+            .issue_operator(&names, validity)
+            .map_err(|e| e.to_string())
+            .and_then(|issued| serving.replace(&issued, &origin).map_err(|e| e.to_string()));
+        match renewed {
+            Ok(()) => {
+                not_after = next;
+                retry = false;
+                tracing::info!(
+                    "issued the operator's serving certificate again, for {SERVING_DAYS} days"
+                );
+            }
+            Err(e) => {
+                retry = true;
+                tracing::error!(
+                    "renewing the operator's serving certificate: {e}; retrying in an hour"
+                );
+            }
+        }
+    }
+}
+
 /// Where the compile loop sends the objects whose status may have changed.
 struct CompileTriggers {
     tenants: Triggers<Tenant>,
@@ -481,6 +546,8 @@ impl CompileTriggers {
 
 /// Waits for the caches, then compiles after every change (changes arriving within 100 ms are
 /// compiled together), publishes, and triggers the reconciles of objects whose facts changed.
+/// A change that leaves every object's name, uid and generation as they were (a status write,
+/// a label) is not compiled: it cannot change the outcome.
 #[allow(clippy::too_many_arguments)]
 async fn compile_loop(
     stores: Stores,
@@ -500,8 +567,17 @@ async fn compile_loop(
             return;
         },
     }
+    let mut compiled: Option<Vec<world::Identity>> = None;
     loop {
         let snapshot = stores.snapshot();
+        let fingerprint = snapshot.fingerprint();
+        if compiled.as_ref() == Some(&fingerprint) {
+            if !next_change(&changed, &mut shutdown).await {
+                return;
+            }
+            continue;
+        }
+        compiled = Some(fingerprint);
         let started = Instant::now();
         let (back, outcome) = match tokio::task::spawn_blocking(move || {
             let outcome = compiler.compile(&snapshot);
@@ -540,14 +616,24 @@ async fn compile_loop(
         for key in &outcome.changed {
             triggers.send(key);
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = changed.notified() => {}
+        if !next_change(&changed, &mut shutdown).await {
+            return;
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
+    }
+}
+
+/// Waits for a change, then 100 ms more so that a burst is compiled once; `false` on shutdown.
+async fn next_change(
+    changed: &Notify,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    tokio::select! {
+        () = shutdown.as_mut() => return false,
+        () = changed.notified() => {}
+    }
+    tokio::select! {
+        () = shutdown.as_mut() => false,
+        () = tokio::time::sleep(Duration::from_millis(100)) => true,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The reconcilers: what the leader does for one object. Non-leaders return at once and write
-//! nothing.
+//! nothing, and every write checks leadership again just before it is sent
+//! ([`Error::NotLeader`]): a replica that loses the Lease in the middle of a reconcile stops
+//! there instead of finishing it with a leader's writes.
 //!
 //! * **Tenant, Service, Policy**: status from the last compile ([`super::status`]), written
 //!   with server-side apply to the status subresource when it changed, plus Events for
@@ -66,6 +68,8 @@ pub enum Error {
     Identity(String),
     /// The finalizer machinery refused the object.
     Finalizer(String),
+    /// This replica lost the Lease during the reconcile; the new leader reconciles everything.
+    NotLeader,
 }
 
 impl fmt::Display for Error {
@@ -74,6 +78,7 @@ impl fmt::Display for Error {
             Self::Kube { doing, error } => write!(f, "{doing}: {error}"),
             Self::Identity(e) => write!(f, "issuing the router's certificate: {e}"),
             Self::Finalizer(e) => write!(f, "finalizer: {e}"),
+            Self::NotLeader => write!(f, "lost the leader Lease; stopped before writing"),
         }
     }
 }
@@ -86,7 +91,17 @@ impl Error {
             Self::Kube { .. } => "Kube",
             Self::Identity(_) => "Identity",
             Self::Finalizer(_) => "Finalizer",
+            Self::NotLeader => "NotLeader",
         }
+    }
+}
+
+/// Called before every write: `Err` once this replica is no longer leader.
+fn leading(ctx: &Context) -> Result<(), Error> {
+    if ctx.is_leader() {
+        Ok(())
+    } else {
+        Err(Error::NotLeader)
     }
 }
 
@@ -143,6 +158,9 @@ fn key_of<K: Resource>(kind: Kind, obj: &K) -> ObjectKey {
 /// retried.
 async fn publish(ctx: &Context, reference: &ObjectReference, transitions: &[Transition]) {
     for t in transitions {
+        if !ctx.is_leader() {
+            return;
+        }
         let event = Event {
             type_: if t.warning {
                 EventType::Warning
@@ -150,7 +168,8 @@ async fn publish(ctx: &Context, reference: &ObjectReference, transitions: &[Tran
                 EventType::Normal
             },
             reason: t.reason.clone(),
-            note: Some(t.note.chars().take(1000).collect()),
+            // An Event's note holds 1 KiB (bytes, not characters): longer, it is refused.
+            note: Some(status::shorten(t.note.clone(), 1024)),
             action: "Reconcile".into(),
             secondary: None,
         };
@@ -201,6 +220,7 @@ pub async fn reconcile_object<K: Reported>(
             "status": new,
         });
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        leading(&ctx)?;
         api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
             .await
             .map_err(kube_error(format!(
@@ -313,6 +333,7 @@ async fn ensure_workload(router: &Router, ctx: &Context, now: SystemTime) -> Res
     let renew_at = ensure_identity(router, ctx, now).await?;
 
     let sas: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    leading(ctx)?;
     sas.patch(&sa.name_any(), &apply_params(), &Patch::Apply(&sa))
         .await
         .map_err(kube_error(format!(
@@ -323,19 +344,27 @@ async fn ensure_workload(router: &Router, ctx: &Context, now: SystemTime) -> Res
     let daemonsets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), ns);
     let generation = match &app {
         App::Deployment(d) => {
+            leading(ctx)?;
             let applied = deployments
                 .patch(&name, &apply_params(), &Patch::Apply(d))
                 .await
                 .map_err(kube_error(format!("applying Deployment {ns}/{name}")))?;
-            delete_absent(&daemonsets, &name).await?;
+            if ctx.workload_cached(ns, "DaemonSet", &name) {
+                leading(ctx)?;
+                delete_absent(&daemonsets, &name).await?;
+            }
             applied.metadata.generation
         }
         App::DaemonSet(d) => {
+            leading(ctx)?;
             let applied = daemonsets
                 .patch(&name, &apply_params(), &Patch::Apply(d))
                 .await
                 .map_err(kube_error(format!("applying DaemonSet {ns}/{name}")))?;
-            delete_absent(&deployments, &name).await?;
+            if ctx.workload_cached(ns, "Deployment", &name) {
+                leading(ctx)?;
+                delete_absent(&deployments, &name).await?;
+            }
             applied.metadata.generation
         }
     };
@@ -359,7 +388,9 @@ async fn ensure_workload(router: &Router, ctx: &Context, now: SystemTime) -> Res
     Ok(())
 }
 
-/// Deletes `name` if it exists: the Router changed between Deployment and DaemonSet.
+/// Deletes `name` if it exists: the Router changed between Deployment and DaemonSet. Called
+/// only when the cache of the operator's workloads holds it (always without a cache): every
+/// periodic re-apply of every Router would otherwise cost a DELETE answered 404.
 async fn delete_absent<K>(api: &Api<K>, name: &str) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
@@ -407,6 +438,7 @@ async fn ensure_identity(
         )
         .map_err(|e| Error::Identity(e.to_string()))?;
     let secret = workloads::identity_secret(router, &issued).map_err(Failure::Invalid)?;
+    leading(ctx)?;
     secrets
         .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
         .await
@@ -484,6 +516,7 @@ async fn write_router_status(
         "status": new,
     });
     let api: Api<Router> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    leading(ctx)?;
     api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
         .await
         .map_err(kube_error(format!(
@@ -503,6 +536,7 @@ async fn cleanup_router(router: &Router, ctx: &Context) -> Result<Action, Error>
     let name = router.name_any();
     let ns = router.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    leading(ctx)?;
     let deleted = tokens::delete_for_router(&secrets, &name)
         .await
         .map_err(kube_error(format!(
@@ -523,8 +557,12 @@ async fn cleanup_router(router: &Router, ctx: &Context) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
-/// After a failed reconcile: log, count, retry in 30 s.
+/// After a failed reconcile: log, count, retry in 30 s — except after losing the Lease, when
+/// the next leader (this replica again, perhaps) reconciles everything on taking over.
 pub fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    if matches!(error, Error::NotLeader) {
+        return Action::await_change();
+    }
     tracing::warn!(
         object = obj.meta().name.as_deref().unwrap_or(""),
         namespace = obj.meta().namespace.as_deref().unwrap_or(""),

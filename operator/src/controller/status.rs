@@ -46,15 +46,21 @@ impl Want {
 }
 
 /// The API server caps a condition message at 32 KiB; keep well below.
-fn truncate(mut message: String) -> String {
-    const MAX: usize = 4096;
-    if message.len() > MAX {
-        let mut cut = MAX;
+fn truncate(message: String) -> String {
+    shorten(message, 4096)
+}
+
+/// `message` cut to at most `max` bytes (an Event's note holds 1 KiB), ending in `…` when
+/// cut, on a character boundary.
+pub fn shorten(mut message: String, max: usize) -> String {
+    const ELLIPSIS: char = '…';
+    if message.len() > max {
+        let mut cut = max.saturating_sub(ELLIPSIS.len_utf8());
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
         message.truncate(cut);
-        message.push('…');
+        message.push(ELLIPSIS);
     }
     message
 }
@@ -334,6 +340,16 @@ mod tests {
 
     fn get<'a>(w: &'a [Want], t: &str) -> &'a Want {
         w.iter().find(|c| c.type_ == t).expect("condition present")
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_their_byte_limit_on_a_character_boundary() {
+        let long = "policy `pos-pay` names tenant `pso`… ".repeat(100);
+        let note = shorten(long.clone(), 1024);
+        assert!(note.len() <= 1024, "{} bytes", note.len());
+        assert!(note.ends_with('…') && long.starts_with(note.trim_end_matches('…')));
+        assert_eq!(shorten("short".into(), 1024), "short");
+        assert!(truncate(long.repeat(10)).len() <= 4096);
     }
 
     #[test]

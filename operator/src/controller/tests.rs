@@ -19,7 +19,7 @@ use super::lease::{LeaseClient, LeaseSettings};
 use super::reconcile::{FINALIZER, reconcile_object, reconcile_router};
 use super::tokens::{self, SecretTokens};
 use super::world::{Kind, ObjectFacts, ObjectKey, Report, RouterFacts};
-use crate::bootstrap::{Refusal, TokenRecord, TokenStore};
+use crate::bootstrap::{Refusal, Token, TokenRecord, TokenStore};
 use crate::compiler::Diagnostic;
 use crate::crd::{Policy, PolicySpec, Router, RouterSpec, RouterStatus, Status};
 use crate::distribution::{Outcome, RouterState};
@@ -108,6 +108,10 @@ fn event(
             assert_eq!(b["regarding"]["name"], regarding, "{b}");
             let text = b["note"].as_str().unwrap_or_default();
             assert!(text.contains(note), "event note `{text}` lacks `{note}`");
+            assert!(
+                text.len() <= 1024,
+                "the API server refuses notes over 1 KiB"
+            );
         })
         .reply(
             201,
@@ -336,6 +340,30 @@ async fn a_new_router_gets_its_finalizer_then_its_workload_then_its_status_then_
     server.done().await;
 }
 
+/// With the operator's cache of workloads, a DaemonSet that is not in it is not deleted on
+/// every apply (one DELETE answered 404 per Router per re-apply, without the cache).
+#[tokio::test]
+async fn a_workload_kind_absent_from_the_cache_is_not_deleted_again() {
+    let ca = ca();
+    let (deployments, _) = kube::runtime::reflector::store();
+    let (daemonsets, _) = kube::runtime::reflector::store();
+    let (ctx, handle, inputs) = super::fixtures::context_with(Arc::clone(&ca), |ctx| {
+        ctx.deployments = Some(deployments);
+        ctx.daemonsets = Some(daemonsets);
+    });
+    inputs.report.send_replace(router_report(vec![]));
+    let mut calls = workload_calls(ca.cert_pem().to_string());
+    calls.retain(|c| c.method() != http::Method::DELETE);
+    let status = seen();
+    calls.push(router_status(&status, |s| {
+        assert_eq!(s["observedGeneration"], 1)
+    }));
+    let server = ApiServer::expect(handle, calls);
+    let r = reconcile_router(Arc::new(finalized(router())), Arc::clone(&ctx)).await;
+    assert!(r.is_ok(), "{r:?}");
+    server.done().await;
+}
+
 #[tokio::test]
 async fn a_routers_nack_makes_it_not_programmed_with_the_routers_error_text() {
     let ca = ca();
@@ -514,6 +542,40 @@ async fn a_deleted_router_loses_its_bootstrap_tokens_then_its_finalizer() {
     server.done().await;
 }
 
+/// A Router whose name is too long for a label (its workload was refused with
+/// WorkloadInvalid) is deleted without asking for its tokens: a label selector with that name
+/// would be refused by the API server on every retry, and the finalizer would never go.
+#[tokio::test]
+async fn a_router_named_too_long_for_a_label_is_still_deleted() {
+    let (ctx, handle, inputs) = context(ca());
+    inputs.report.send_replace(router_report(vec![]));
+    let long = "s".repeat(64);
+    let mut deleting = finalized(router());
+    deleting.metadata.name = Some(long.clone());
+    deleting.metadata.deletion_timestamp =
+        Some(Time(Timestamp::from_second(1_800_000_000).expect("time")));
+    let mut gone = router();
+    gone.metadata.name = Some(long.clone());
+    let server = ApiServer::expect(
+        handle,
+        vec![
+            Call::post("/apis/events.k8s.io/v1/namespaces/chain/events")
+                .body(|b| {
+                    assert_eq!(b["reason"], "CleanedUp");
+                    let note = b["note"].as_str().unwrap_or_default();
+                    assert!(note.contains("deleted 0 bootstrap token(s)"), "{note}");
+                })
+                .reply(201, json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}})),
+            Call::patch(&format!("{ROUTERS}/{long}"))
+                .body(|b| assert_eq!(b[1]["op"], "remove", "{b}"))
+                .reply(200, to_json(&gone)),
+        ],
+    );
+    let result = reconcile_router(Arc::new(deleting), Arc::clone(&ctx)).await;
+    assert!(result.is_ok(), "{result:?}");
+    server.done().await;
+}
+
 #[tokio::test]
 async fn a_non_leader_writes_nothing() {
     let (ctx, handle, inputs) = context(ca());
@@ -573,6 +635,23 @@ async fn a_name_too_long_for_a_label_is_reported_instead_of_applied() {
     server.done().await;
 }
 
+#[test]
+fn the_serving_certificate_is_renewed_30_days_before_it_ends() {
+    let now = now();
+    let day = Duration::from_secs(86_400);
+    let not_after = now + 365 * day;
+    assert_eq!(super::until_renewal(not_after, now), 335 * day);
+    assert_eq!(
+        super::until_renewal(not_after, now + 335 * day),
+        Duration::ZERO
+    );
+    assert_eq!(
+        super::until_renewal(not_after, now + 400 * day),
+        Duration::ZERO,
+        "overdue: at once"
+    );
+}
+
 // Leader election.
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/signpost/leases/signpost-operator";
@@ -605,6 +684,23 @@ fn lease(holder: &str, rv: &str) -> Value {
             ..LeaseSpec::default()
         }),
     })
+}
+
+/// No Lease, then `holder` creates it.
+fn lease_created(holder: &str) -> [Call; 2] {
+    [
+        Call::get(LEASE).not_found(),
+        Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
+            .reply(201, lease(holder, "1")),
+    ]
+}
+
+/// The API server failing to read the Lease.
+fn lease_failure() -> Call {
+    Call::get(LEASE).reply(
+        500,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd", "code": 500}),
+    )
 }
 
 #[tokio::test]
@@ -665,22 +761,9 @@ async fn a_leader_that_cannot_renew_steps_down_before_its_lease_can_be_taken() {
     let (mut client, handle) = lease_client("pod-a");
     let t0 = Instant::now();
     let wall = SystemTime::now();
-    let failure = || {
-        Call::get(LEASE).reply(
-            500,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd", "code": 500}),
-        )
-    };
-    let server = ApiServer::expect(
-        handle,
-        vec![
-            Call::get(LEASE).not_found(),
-            Call::post("/apis/coordination.k8s.io/v1/namespaces/signpost/leases")
-                .reply(201, lease("pod-a", "1")),
-            failure(),
-            failure(),
-        ],
-    );
+    let mut calls = Vec::from(lease_created("pod-a"));
+    calls.extend([lease_failure(), lease_failure()]);
+    let server = ApiServer::expect(handle, calls);
     assert!(client.round(t0, wall).await);
     assert!(
         client.round(t0 + Duration::from_secs(9), wall).await,
@@ -717,6 +800,69 @@ async fn a_held_lease_is_followed_then_taken_over_once_it_stood_still() {
     server.done().await;
 }
 
+/// A leader whose renewal hangs steps down at its renew deadline (10 s after its last write),
+/// before anyone may take over (15 s): not when the hung round finally returns, nor a round
+/// later.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline() {
+    let (client, handle) = lease_client("pod-a");
+    // t = 0: created, leader until t = 10.
+    let mut calls = Vec::from(lease_created("pod-a"));
+    calls.extend([
+        // t = 2, 4, 6: the API server fails; t = 8: it hangs past the deadline.
+        lease_failure(),
+        lease_failure(),
+        lease_failure(),
+        Call::get(LEASE).unanswered(),
+        // On shutdown the replica reads the Lease to release it: someone else's by then.
+        Call::get(LEASE).reply(200, lease("pod-b", "9")),
+    ]);
+    let server = ApiServer::expect(handle, calls);
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = tokio::time::Instant::now();
+    let run = tokio::spawn(client.run(tx, async {
+        let _ = stopped.await;
+    }));
+    assert!(rx.wait_for(|l| *l).await.is_ok(), "acquired");
+    assert!(rx.wait_for(|l| !*l).await.is_ok(), "stepped down");
+    let stepped = start.elapsed();
+    assert!(
+        stepped <= Duration::from_secs(10),
+        "still published as leader {stepped:?} after its last renewal"
+    );
+    let _ = stop.send(());
+    assert!(run.await.is_ok());
+    server.done().await;
+}
+
+/// Leadership lost in the middle of a reconcile: the reconcile stops before its next write.
+#[tokio::test]
+async fn a_leader_that_loses_the_lease_mid_reconcile_stops_writing() {
+    let ca = ca();
+    let (ctx, handle, inputs) = context(Arc::clone(&ca));
+    inputs.report.send_replace(router_report(vec![]));
+    let leader = Arc::clone(&inputs.leader);
+    let server = ApiServer::expect(
+        handle,
+        vec![
+            // Reading the identity Secret, the Lease is lost: no Secret, ServiceAccount,
+            // Deployment or status is written after it.
+            Call::get("/api/v1/namespaces/chain/secrets/signpost-router-store-1-tls")
+                .then(move || {
+                    leader.send_replace(false);
+                })
+                .not_found(),
+        ],
+    );
+    let result = reconcile_router(Arc::new(finalized(router())), Arc::clone(&ctx)).await;
+    assert!(
+        matches!(result, Err(super::reconcile::Error::NotLeader)),
+        "{result:?}"
+    );
+    server.done().await;
+}
+
 // Bootstrap tokens in Secrets.
 
 fn token_secret(record: &TokenRecord, rv: &str, used: bool) -> Value {
@@ -734,8 +880,9 @@ fn token_secret(record: &TokenRecord, rv: &str, used: bool) -> Value {
     to_json(&s)
 }
 
-#[tokio::test]
-async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_lost_cleanly() {
+/// Cluster-mode tokens on the mock API, Router `store-1` compiled: the store, the handle, a
+/// token minted for `store-1` with its record, and the path of its Secret.
+fn token_store() -> (SecretTokens, Handle, Token, TokenRecord, String) {
     let (ctx, handle, inputs) = context(ca());
     inputs.report.send_replace(router_report(vec![]));
     let store = SecretTokens::new(ctx.client.clone(), ctx.report.clone());
@@ -745,6 +892,12 @@ async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_los
         "/api/v1/namespaces/chain/secrets/signpost-bootstrap-{}",
         token.id()
     );
+    (store, handle, token, record, path)
+}
+
+#[tokio::test]
+async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_lost_cleanly() {
+    let (store, handle, token, record, path) = token_store();
     let first = token_secret(&record, "41", false);
     let server = ApiServer::expect(
         handle,
@@ -787,6 +940,26 @@ async fn a_token_secret_is_redeemed_under_its_resource_version_and_a_race_is_los
     assert!(
         matches!(nobody, Err(Refusal::NoSuchRouter { .. })),
         "{nobody:?}"
+    );
+    server.done().await;
+}
+
+/// A token Secret read without a resourceVersion cannot be marked used under a precondition:
+/// the redemption is refused (retryable) instead of patched unguarded.
+#[tokio::test]
+async fn a_token_secret_without_a_resource_version_is_not_redeemed_unguarded() {
+    let (store, handle, token, record, path) = token_store();
+    let mut secret = token_secret(&record, "1", false);
+    if let Some(m) = secret["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    let server = ApiServer::expect(handle, vec![Call::get(&path).reply(200, secret)]);
+    let refused = store
+        .redeem("store-1", &token, "192.0.2.7:50000", now())
+        .await;
+    assert!(
+        matches!(&refused, Err(Refusal::Unavailable(why)) if why.contains("resourceVersion")),
+        "{refused:?}"
     );
     server.done().await;
 }

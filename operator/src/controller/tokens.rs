@@ -45,6 +45,12 @@ pub fn secret_name(id: &str) -> String {
     format!("signpost-bootstrap-{id}")
 }
 
+/// Token Secrets carry their router's name as a label value, which holds at most 63
+/// characters; a longer router name (Kubernetes allows 253) can have no tokens.
+fn fits_a_label(router: &str) -> bool {
+    router.len() <= 63
+}
+
 /// The Secret for a new token.
 pub fn token_secret(record: &TokenRecord, namespace: &str) -> Secret {
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
@@ -128,6 +134,14 @@ pub async fn mint(
         }
         Err(e) => return Err(format!("reading Router {namespace}/{router}: {e}")),
     }
+    if !fits_a_label(router) {
+        return Err(format!(
+            "router name `{router}` has {} characters; token Secrets are labelled with it and \
+             Kubernetes labels hold at most 63 (its workload cannot be labelled either): shorten \
+             the Router's metadata.name",
+            router.len()
+        ));
+    }
     let (token, record) = TokenRecord::mint(router, ttl, now)?;
     let secrets: Api<Secret> = Api::namespaced(client, namespace);
     secrets
@@ -142,8 +156,12 @@ pub async fn mint(
     Ok(token)
 }
 
-/// Deletes `router`'s token Secrets; returns how many.
+/// Deletes `router`'s token Secrets; returns how many. A name too long for a label has none
+/// (and a selector with it would be refused forever, wedging the Router's deletion).
 pub async fn delete_for_router(secrets: &Api<Secret>, router: &str) -> Result<usize, kube::Error> {
+    if !fits_a_label(router) {
+        return Ok(0);
+    }
     let selector = format!("{TOKEN_LABEL}=true,{ROUTER_LABEL}={router}");
     let list = secrets
         .list_metadata(&ListParams::default().labels(&selector))
@@ -219,7 +237,15 @@ impl TokenStore for SecretTokens {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         let read = self.read(&secrets, token).await?;
         bootstrap::check(read.as_ref().map(|(r, _)| r), token, router, now)?;
-        let resource_version = read.and_then(|(_, rv)| rv);
+        let name = secret_name(token.id());
+        // Without a resourceVersion the patch below would carry no precondition, and two
+        // redemptions could both succeed. The API server always sends one; refuse if not.
+        let Some(resource_version) = read.and_then(|(_, rv)| rv) else {
+            return Err(Refusal::Unavailable(format!(
+                "Secret {namespace}/{name} came without a resourceVersion, so its use cannot be \
+                 recorded safely"
+            )));
+        };
         let patch = serde_json::json!({
             "metadata": {
                 // A precondition: the patch fails with 409 if the Secret changed since it was read.
@@ -227,7 +253,6 @@ impl TokenStore for SecretTokens {
                 "annotations": {USED_AT: rfc3339(now), USED_BY: by},
             }
         });
-        let name = secret_name(token.id());
         match secrets
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

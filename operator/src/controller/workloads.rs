@@ -27,8 +27,10 @@
 //! `k8s.v1.cni.cncf.io/networks` annotation, each attachment named after the interface's
 //! device. `placement.nodeSelector` and `ha.replicas` are copied; two replicas are kept on
 //! different nodes. Updates replace one pod at a time and never surge: two routers must not
-//! share a node's devices. Probes: startup (up to 10 min until the first config), liveness and
-//! readiness on the metrics port's `/healthz`.
+//! share a node's devices. Probes, on the metrics port, which the router serves from its start:
+//! liveness on `/healthz` (the process answers and, once forwarding, its packet I/O makes
+//! progress), readiness on `/readyz` (a config is applied). No startup probe: a router waiting
+//! for the operator or enrolling is alive, just not ready.
 
 use std::collections::BTreeMap;
 
@@ -282,10 +284,10 @@ fn multus_networks(router: &Router) -> Result<Option<String>, WorkloadError> {
         .map_err(|e| WorkloadError(format!("the Multus annotation: {e}")))
 }
 
-fn http_probe(period: i32, failures: i32) -> Probe {
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
-            path: Some("/healthz".into()),
+            path: Some(path.into()),
             port: IntOrString::String("metrics".into()),
             ..HTTPGetAction::default()
         }),
@@ -360,10 +362,8 @@ fn pod_template(
                 ..VolumeMount::default()
             },
         ]),
-        // The router serves /healthz once it has a config (its own or its last good one).
-        startup_probe: Some(http_probe(5, 120)),
-        liveness_probe: Some(http_probe(10, 3)),
-        readiness_probe: Some(http_probe(5, 2)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
         ..Container::default()
     };
     let state = if placement.host_network {
@@ -527,14 +527,21 @@ interfaces:
                     .to_vec()
             )
         );
-        for probe in [&c.startup_probe, &c.liveness_probe, &c.readiness_probe] {
+        for (probe, path) in [
+            (&c.liveness_probe, "/healthz"),
+            (&c.readiness_probe, "/readyz"),
+        ] {
             let get = probe
                 .as_ref()
                 .and_then(|p| p.http_get.clone())
                 .expect("HTTP probe");
-            assert_eq!(get.path.as_deref(), Some("/healthz"));
+            assert_eq!(get.path.as_deref(), Some(path));
             assert_eq!(get.port, IntOrString::String("metrics".into()));
         }
+        assert_eq!(
+            c.startup_probe, None,
+            "the router answers its probes from its start"
+        );
         assert_eq!(
             c.ports.as_deref().unwrap_or_default()[0].container_port,
             9464

@@ -114,6 +114,38 @@ pub struct Snapshot {
     pub routers: Vec<Arc<Router>>,
 }
 
+/// What a compile depends on of one object besides its spec: the compiler reads names and
+/// specs, the report uids and generations. The spec is covered by the generation, which the
+/// API server bumps on every spec change (and when deletion starts).
+pub type Identity = (Kind, String, String, Option<String>, Option<i64>);
+
+impl Snapshot {
+    /// Every object's [`Identity`], sorted: equal fingerprints compile to the same outcome, so
+    /// a watch event that changed only status or metadata (the operator's own status writes,
+    /// most often) need not cost a compile.
+    pub fn fingerprint(&self) -> Vec<Identity> {
+        fn of(kind: Kind, m: &kube::core::ObjectMeta) -> Identity {
+            (
+                kind,
+                m.namespace.clone().unwrap_or_default(),
+                m.name.clone().unwrap_or_default(),
+                m.uid.clone(),
+                m.generation,
+            )
+        }
+        let mut out: Vec<Identity> = self
+            .tenants
+            .iter()
+            .map(|o| of(Kind::Tenant, &o.metadata))
+            .chain(self.services.iter().map(|o| of(Kind::Service, &o.metadata)))
+            .chain(self.policies.iter().map(|o| of(Kind::Policy, &o.metadata)))
+            .chain(self.routers.iter().map(|o| of(Kind::Router, &o.metadata)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
 /// The reflectors' stores.
 #[derive(Clone)]
 pub struct Stores {
@@ -410,6 +442,33 @@ mod tests {
             s.routers.push(Arc::new(r));
         }
         s
+    }
+
+    #[test]
+    fn a_status_write_leaves_the_fingerprint_and_a_spec_change_or_a_new_object_moves_it() {
+        let before = retail("chain", 1_700_000_000);
+        let mut after = before.clone();
+        let router = Arc::make_mut(&mut after.routers[0]);
+        router.status = Some(crate::crd::RouterStatus {
+            observed_generation: Some(1),
+            config_version: Some("abc".into()),
+            ..Default::default()
+        });
+        router.metadata.resource_version = Some("42".into());
+        router.metadata.finalizers = Some(vec!["signpost.dev/cleanup".into()]);
+        assert_eq!(before.fingerprint(), after.fingerprint(), "status only");
+        Arc::make_mut(&mut after.routers[0]).metadata.generation = Some(2);
+        assert_ne!(before.fingerprint(), after.fingerprint(), "spec changed");
+        let mut recreated = before.clone();
+        Arc::make_mut(&mut recreated.tenants[0]).metadata.uid = Some("new".into());
+        assert_ne!(
+            before.fingerprint(),
+            recreated.fingerprint(),
+            "same name, new object"
+        );
+        let mut fewer = before.clone();
+        fewer.policies.pop();
+        assert_ne!(before.fingerprint(), fewer.fingerprint(), "deleted");
     }
 
     #[test]
