@@ -152,6 +152,7 @@ fn service(k: usize) -> Service {
         }],
         traffic_class: TrafficClass::Transactional as i32,
         load_balancing: LoadBalancing::Proximity as i32,
+        health_check: None,
     }
 }
 

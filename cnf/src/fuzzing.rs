@@ -18,10 +18,13 @@
 //!
 //! - [`bfd`]: BFD Control packets through the codec (parse → emit → parse, every header bit a
 //!   field) and into a hub's path monitor.
+//! - [`health`]: service-location health messages into a store (accepted only when authentic)
+//!   and probe answers into a hub's prober (whatever it sends stays valid).
 //!
 //! Not a public API (`#[doc(hidden)]`): the names may change with the targets.
 
 mod bfd;
+mod health;
 mod pcap;
 mod pipeline;
 mod seeds;
@@ -52,6 +55,12 @@ pub fn pcap_inspect(data: &[u8]) {
 /// monitor.
 pub fn bfd(data: &[u8]) {
     bfd::run(data);
+}
+
+/// Fuzz target `health`: the bytes as a peer's health message for a store, and as an answer
+/// to a hub's probes.
+pub fn health(data: &[u8]) {
+    health::run(data);
 }
 
 /// Fuzz target `pipeline`: the bytes as a script for a store edge and a cloud hub (the format

@@ -66,6 +66,7 @@ fn service(name: &str, prefixes: &[&str], transports: Vec<Transport>) -> Service
         locations: Vec::new(),
         traffic_class: TrafficClass::BestEffort as i32,
         load_balancing: LoadBalancing::Proximity as i32,
+        health_check: None,
     }
 }
 

@@ -14,12 +14,13 @@ use signpost_cnf::pipeline::DropReason;
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 5] = [
+const TARGETS: [(&str, Body); 6] = [
     ("packet_views", fuzzing::packet_views),
     ("svr_metadata", fuzzing::svr_metadata),
     ("pcap_inspect", fuzzing::pcap_inspect),
     ("pipeline", fuzzing::pipeline),
     ("bfd", fuzzing::bfd),
+    ("health", fuzzing::health),
 ];
 
 /// xorshift64: deterministic, so a failure here replays exactly.
@@ -174,6 +175,11 @@ fn pipeline_smoke() {
 #[test]
 fn bfd_smoke() {
     smoke("bfd", fuzzing::bfd, 5000, 20000);
+}
+
+#[test]
+fn health_smoke() {
+    smoke("health", fuzzing::health, 3000, 10000);
 }
 
 /// The seed files in `cnf/fuzz/corpus/` are the ones the module builds (other files there,

@@ -23,7 +23,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::lab::{LabOptions, Metrics, Proto, RetailLab};
+use signpost_operator::manifests::Intent;
+
+use crate::lab::{LabOptions, Metrics, Plan, Proto, RetailLab};
 use crate::plot::{self, Band, Series};
 use crate::traffic::{self, Bulk, Requests, Stream, Timeline};
 
@@ -168,14 +170,14 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport, String> {
     while start.elapsed() < d {
         let now = start.elapsed();
         if !cut && now >= options.cut_at {
-            lab.cut(&store, "broadband")?;
+            lab.cut(&store, CUT)?;
             progress.step(format!(
                 "cut: {store}'s broadband link is down (in the internet transit)"
             ));
             cut = true;
         }
         if cut && !restored && now >= options.restore_at {
-            lab.restore(&store, "broadband")?;
+            lab.restore(&store, CUT)?;
             progress.step(format!("restored: {store}'s broadband link is up"));
             restored = true;
         }
@@ -221,7 +223,23 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport, String> {
         .chain(&hubs)
         .map(|r| lab.scrape(r).map(|m| (r.clone(), m)))
         .collect::<Result<_, _>>()?;
-    summary += &flows_table(&pay, &session, &upload, &browse, &stream, &other_pay);
+    let cut_link = CUT;
+    let reach: BTreeMap<(String, String), Reach> = FLOWS
+        .iter()
+        .filter_map(|&(tenant, service)| {
+            Reach::of(&lab.intent, &lab.plan, &store, cut_link, tenant, service)
+                .map(|r| ((tenant.to_string(), service.to_string()), r))
+        })
+        .collect();
+    let flows = Flows {
+        pay: &pay,
+        session: &session,
+        upload: &upload,
+        browse: &browse,
+        stream: &stream,
+        other_pay: &other_pay,
+    };
+    summary += &flows_table(&flows, &reach, cut_link);
     summary += &sessions_table(&sampler, &scrapes);
     summary += &failover_text(&sampler, &scrapes, &session, options);
     summary += &wan_table(&lab, &scrapes);
@@ -231,33 +249,56 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport, String> {
     std::fs::create_dir_all(&options.out_dir)
         .map_err(|e| format!("{}: {e}", options.out_dir.display()))?;
     let chart = options.out_dir.join("demo-throughput.svg");
+    let note = |(tenant, service): (&str, &str)| {
+        reach
+            .get(&(tenant.to_string(), service.to_string()))
+            .and_then(Reach::panel_note)
+    };
+    // Payments and pages come 5 a second: a 500 ms bin holds 2 or 3 of them and the line
+    // zigzags; a 1 s bin shows the rate. The other flows are continuous (20 exchanges/s, a
+    // paced upload, 100 packets/s): 500 ms bins show their gaps.
+    let (second, half) = (Duration::from_secs(1), Duration::from_millis(500));
     let series = vec![
         series(
             "pos → payments: payments (new session each), kbit/s",
+            note(FLOWS[0]),
             &pay.timeline,
             1e3,
+            second,
         ),
         series(
             "pos → payments: one long-lived session, kbit/s",
+            note(FLOWS[1]),
             &session.timeline,
             1e3,
+            half,
         ),
         series(
             "cameras → video-archive: upload acknowledged, Mbit/s",
+            note(FLOWS[2]),
             &upload.timeline,
             1e6,
+            half,
         ),
-        series("guest → internet: pages, Mbit/s", &browse.timeline, 1e6),
+        series(
+            "guest → internet: pages, Mbit/s",
+            note(FLOWS[3]),
+            &browse.timeline,
+            1e6,
+            second,
+        ),
         series(
             "signage → ads-cdn: UDP stream echoed, Mbit/s",
+            note(FLOWS[4]),
             &stream.timeline,
             1e6,
+            half,
         ),
     ];
     let bands = [Band {
         from: options.cut_at.as_secs_f64(),
         to: options.restore_at.as_secs_f64(),
-        label: format!("{store} broadband cut"),
+        label: format!("{store} {cut_link} cut"),
     }];
     let svg = plot::svg(
         &format!("Throughput at {store} across a broadband cut (signpost-lab demo)"),
@@ -285,6 +326,85 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport, String> {
         session_broke: session.failed > 0,
     })
 }
+
+/// What a flow's policy lets it use at the store, read from the Policy objects: the WAN
+/// vectors allowed, and whether the cut link's is the only one (then the flow stops during the
+/// cut because the policy says so).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reach {
+    policy: String,
+    /// The policy's `pathPreference` (empty: any path).
+    preference: Vec<String>,
+    /// The store's WAN vectors the policy allows, in the store's order.
+    usable: Vec<String>,
+    /// Every allowed vector is the cut link's.
+    cut_only: bool,
+}
+
+impl Reach {
+    fn of(
+        intent: &Intent,
+        plan: &Plan,
+        store: &str,
+        cut: &str,
+        tenant: &str,
+        service: &str,
+    ) -> Option<Reach> {
+        let policy = crate::lab::expect::allowing(intent, tenant, service)?;
+        let preference: Vec<String> = policy
+            .spec
+            .path_preference
+            .iter()
+            .map(|v| v.as_str().to_string())
+            .collect();
+        let wans = &plan.routers.iter().find(|r| r.name == store)?.wans;
+        let usable: Vec<String> = wans
+            .iter()
+            .filter(|w| preference.is_empty() || preference.contains(&w.vector))
+            .map(|w| w.vector.clone())
+            .collect();
+        let cut_vector = wans.iter().find(|w| w.interface == cut).map(|w| &w.vector);
+        let cut_only = !usable.is_empty() && usable.iter().all(|v| Some(v) == cut_vector);
+        Some(Reach {
+            policy: policy.metadata.name.clone().unwrap_or_default(),
+            preference,
+            usable,
+            cut_only,
+        })
+    }
+
+    /// `broadband, lte` or `broadband only`.
+    fn paths(&self) -> String {
+        match self.usable.as_slice() {
+            [] => "none".into(),
+            [one] => format!("{one} only"),
+            many => many.join(", "),
+        }
+    }
+
+    /// For a chart panel: `broadband only by policy guest-internet: stops during the cut`.
+    fn panel_note(&self) -> Option<String> {
+        self.cut_only.then(|| {
+            format!(
+                "{} by policy {}: stops during the cut by design",
+                self.paths(),
+                self.policy
+            )
+        })
+    }
+}
+
+/// The first store's WAN interface the demo cuts.
+const CUT: &str = "broadband";
+
+/// The flows of the first store, by (tenant, service), as the summary names them.
+const FLOWS: [(&str, &str); 5] = [
+    ("pos", "payments"),
+    ("pos", "payments"),
+    ("cameras", "video-archive"),
+    ("guest", "internet"),
+    ("signage", "ads-cdn"),
+];
 
 /// `denied: cameras → inventory tcp 10.255.3.10:443 — no connection; explain: no-policy (...)`.
 fn denied_line(
@@ -373,41 +493,57 @@ impl Sampler {
     }
 }
 
-fn flows_table(
-    pay: &Requests,
-    session: &Requests,
-    upload: &Bulk,
-    browse: &Requests,
-    stream: &Stream,
-    other_pay: &[Requests],
-) -> String {
-    let mut t = String::from("\nFlows (measured by the lab's clients)\n");
+/// The flows measured by the clients, with the paths each policy allows; flows whose policy
+/// allows only the cut link are marked, and a note says their outage is the policy's doing.
+fn flows_table(flows: &Flows<'_>, reach: &BTreeMap<(String, String), Reach>, cut: &str) -> String {
+    let mut t =
+        String::from("\nFlows (measured by the lab's clients; paths: what the policy allows)\n");
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let paths = |tenant: &str, service: &str| {
+        reach
+            .get(&(tenant.to_string(), service.to_string()))
+            .map_or_else(
+                || "-".to_string(),
+                |r| {
+                    if r.cut_only {
+                        format!("{} *", r.paths())
+                    } else {
+                        r.paths()
+                    }
+                },
+            )
+    };
     let _ = writeln!(
         t,
-        "  {:<44} {:>8} {:>8} {:>10} {:>12}",
+        "  {:<44} {:>8} {:>8} {:>10} {:>12}  paths",
         "flow", "done", "failed", "p50 ms", "longest gap"
     );
-    let mut row = |name: &str, r: &Requests| {
+    let mut row = |name: &str, r: &Requests, (tenant, service): (&str, &str)| {
         let _ = writeln!(
             t,
-            "  {:<44} {:>8} {:>8} {:>10.1} {:>9.0} ms",
+            "  {:<44} {:>8} {:>8} {:>10.1} {:>9.0} ms  {}",
             name,
             r.ok,
             r.failed,
             ms(traffic::quantile(&r.latencies, 0.5)),
-            ms(r.max_gap)
+            ms(r.max_gap),
+            paths(tenant, service)
         );
     };
-    row("pos → payments, a session per payment", pay);
-    row("pos → payments, one long-lived session", session);
-    row("guest → internet, HTTP GET 16 KiB", browse);
-    for (i, r) in other_pay.iter().enumerate() {
-        row(&format!("pos → payments at store #{}", i + 2), r);
+    row("pos → payments, a session per payment", flows.pay, FLOWS[0]);
+    row(
+        "pos → payments, one long-lived session",
+        flows.session,
+        FLOWS[1],
+    );
+    row("guest → internet, HTTP GET 16 KiB", flows.browse, FLOWS[3]);
+    for (i, r) in flows.other_pay.iter().enumerate() {
+        row(&format!("pos → payments at store #{}", i + 2), r, FLOWS[0]);
     }
+    let upload = flows.upload;
     let _ = writeln!(
         t,
-        "  {:<44} {:>8} {:>8} {:>10} {:>12}",
+        "  {:<44} {:>8} {:>8} {:>10} {:>12}  {}",
         "cameras → video-archive, upload",
         format!("{:.1} MB", upload.acked as f64 / 1e6),
         if upload.error.is_some() {
@@ -416,18 +552,51 @@ fn flows_table(
             "0"
         },
         format!("{:.1} Mb/s", upload.mbps()),
-        "-"
+        "-",
+        paths(FLOWS[2].0, FLOWS[2].1)
     );
+    let stream = flows.stream;
     let _ = writeln!(
         t,
-        "  {:<44} {:>8} {:>8} {:>10.1} {:>9.0} ms",
+        "  {:<44} {:>8} {:>8} {:>10.1} {:>9.0} ms  {}",
         "signage → ads-cdn, UDP (echoes)",
         stream.received,
         stream.sent.saturating_sub(stream.received),
         ms(traffic::quantile(&stream.rtts, 0.5)),
-        ms(stream.max_gap)
+        ms(stream.max_gap),
+        paths(FLOWS[4].0, FLOWS[4].1)
     );
+    if reach.values().any(|r| r.cut_only) {
+        let names: Vec<String> = reach
+            .iter()
+            .filter(|(_, r)| r.cut_only)
+            .map(|((tenant, service), r)| {
+                format!(
+                    "{tenant} → {service} ({}: pathPreference [{}])",
+                    r.policy,
+                    r.preference.join(", ")
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            t,
+            "  * allowed on {cut} only by policy: {}. These flows stop while {cut} is cut, by \
+             design: their failures and gaps in the cut window are the policy's intent (no other \
+             path may carry them), not a failover fault.",
+            names.join(", ")
+        );
+    }
     t
+}
+
+/// The first store's measured flows, for the summary.
+struct Flows<'a> {
+    pay: &'a Requests,
+    session: &'a Requests,
+    upload: &'a Bulk,
+    browse: &'a Requests,
+    stream: &'a Stream,
+    other_pay: &'a [Requests],
 }
 
 fn sessions_table(sampler: &Sampler, scrapes: &BTreeMap<String, Metrics>) -> String {
@@ -553,9 +722,15 @@ fn cpu_table(routers: &[String], idle: CpuSpan, busy: CpuSpan) -> String {
     t
 }
 
-fn series(title: &str, timeline: &Timeline, unit: f64) -> Series {
-    // 100 ms buckets summed to 500 ms: smooth enough to read, fine enough to see a gap.
-    let per = 5usize;
+/// A panel's line: the client's buckets summed into bins of `bin`.
+fn series(
+    title: &str,
+    note: Option<String>,
+    timeline: &Timeline,
+    unit: f64,
+    bin: Duration,
+) -> Series {
+    let per = (bin.as_nanos() / timeline.bucket.as_nanos().max(1)).max(1) as usize;
     let width = timeline.bucket.as_secs_f64() * per as f64;
     let points = timeline
         .bytes
@@ -568,6 +743,7 @@ fn series(title: &str, timeline: &Timeline, unit: f64) -> Series {
         .collect();
     Series {
         title: title.to_string(),
+        note,
         unit: if unit >= 1e6 { "Mb/s" } else { "kb/s" }.to_string(),
         points,
     }
@@ -591,4 +767,47 @@ pub fn loadavg() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signpost_operator::admission::Admission;
+    use signpost_operator::manifests;
+
+    #[test]
+    fn broadband_only_flows_are_read_from_the_policies() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail");
+        let docs = manifests::read_documents(&dir).expect("readable");
+        let intent = manifests::decode(&docs, &Admission::new()).expect("admitted");
+        let plan = Plan::new(&intent, 1).expect("plan");
+        let store = plan.stores().next().expect("a store").name.clone();
+        let reach = |t: &str, s: &str| Reach::of(&intent, &plan, &store, CUT, t, s).expect(s);
+        let pay = reach("pos", "payments");
+        assert_eq!(
+            (pay.paths().as_str(), pay.cut_only),
+            ("broadband, lte", false)
+        );
+        assert_eq!(pay.panel_note(), None);
+        for (t, s, policy) in [
+            ("guest", "internet", "guest-internet"),
+            ("cameras", "video-archive", "cameras-video-archive"),
+            ("signage", "ads-cdn", "signage-ads-cdn"),
+        ] {
+            let r = reach(t, s);
+            assert!(r.cut_only, "{t} → {s}: {r:?}");
+            assert_eq!(r.policy, policy);
+            assert_eq!(
+                r.panel_note().as_deref(),
+                Some(
+                    format!("broadband only by policy {policy}: stops during the cut by design")
+                        .as_str()
+                )
+            );
+        }
+        assert!(
+            Reach::of(&intent, &plan, &store, CUT, "guest", "payments").is_none(),
+            "denied"
+        );
+    }
 }

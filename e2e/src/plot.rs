@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug)]
 pub struct Series {
     pub title: String,
+    /// A second line under the title (why the line looks as it does), in red.
+    pub note: Option<String>,
     pub unit: String,
     /// (seconds since the start, value) in time order.
     pub points: Vec<(f64, f64)>,
@@ -24,8 +26,13 @@ const WIDTH: f64 = 860.0;
 const PANEL: f64 = 120.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
-const GAP: f64 = 34.0;
+/// Room above the first panel: the chart's title, then the bands' labels.
+const TOP: f64 = 58.0;
+/// Baseline of the bands' labels, between the chart's title and the first panel's title (a
+/// label inside a panel would sit on its line).
+const BAND_LABEL: f64 = 44.0;
+/// Between panels: the time ticks, the next title and its note line.
+const GAP: f64 = 48.0;
 
 /// The chart as an SVG document.
 pub fn svg(title: &str, series: &[Series], bands: &[Band], duration: f64) -> String {
@@ -42,18 +49,40 @@ pub fn svg(title: &str, series: &[Series], bands: &[Band], duration: f64) -> Str
         r##"<rect width="100%" height="100%" fill="#ffffff"/><text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"##,
         escape(title)
     );
+    for b in bands {
+        let _ = writeln!(
+            out,
+            r##"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="#f4cccc" stroke="#990000" stroke-width="0.5"/><text x="{:.1}" y="{BAND_LABEL}" fill="#990000">{}</text>"##,
+            x(b.from),
+            BAND_LABEL - 8.0,
+            x(b.from) + 11.0,
+            escape(&b.label)
+        );
+    }
     for (i, s) in series.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL + GAP) + 14.0;
         let bottom = top + PANEL;
         let max = s.points.iter().map(|p| p.1).fold(0.0f64, f64::max);
         let ymax = nice(max);
         let y = |v: f64| bottom - (v / ymax) * PANEL;
+        let title_y = if s.note.is_some() {
+            top - 19.0
+        } else {
+            top - 5.0
+        };
         let _ = writeln!(
             out,
-            r##"<text x="{LEFT}" y="{:.1}" font-weight="bold">{}</text>"##,
-            top - 5.0,
+            r##"<text x="{LEFT}" y="{title_y:.1}" font-weight="bold">{}</text>"##,
             escape(&s.title)
         );
+        if let Some(note) = &s.note {
+            let _ = writeln!(
+                out,
+                r##"<text x="{LEFT}" y="{:.1}" fill="#990000">{}</text>"##,
+                top - 5.0,
+                escape(note)
+            );
+        }
         for b in bands {
             let _ = writeln!(
                 out,
@@ -61,15 +90,6 @@ pub fn svg(title: &str, series: &[Series], bands: &[Band], duration: f64) -> Str
                 x(b.from),
                 (x(b.to) - x(b.from)).max(1.0)
             );
-            if i == 0 {
-                let _ = writeln!(
-                    out,
-                    r##"<text x="{:.1}" y="{:.1}" fill="#990000">{}</text>"##,
-                    x(b.from) + 4.0,
-                    top + 14.0,
-                    escape(&b.label)
-                );
-            }
         }
         let _ = writeln!(
             out,
@@ -159,6 +179,7 @@ mod tests {
     fn a_chart_has_one_line_per_series_and_the_band() {
         let s = Series {
             title: "pos → payments <encrypt>".into(),
+            note: Some("broadband only".into()),
             unit: "Mbit/s".into(),
             points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, 0.0)],
         };
@@ -175,7 +196,17 @@ mod tests {
         assert!(doc.starts_with("<svg"));
         assert_eq!(doc.matches("<polyline").count(), 2);
         assert!(doc.contains("&lt;encrypt&gt;"));
+        assert_eq!(doc.matches(">broadband only<").count(), 2);
         assert!(doc.contains(">cut<"));
+        // The band's label sits above the first panel, not on a line.
+        let label_y: f64 = doc
+            .split(">cut<")
+            .next()
+            .and_then(|before| before.rsplit("y=\"").next())
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .expect("the label's y");
+        assert!(label_y < TOP, "{label_y}");
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn service(i: usize, port: u16) -> Service {
             locations,
             traffic_class: TrafficClass::Interactive,
             load_balancing: LoadBalancing::Proximity,
+            health_check: None,
         },
     )
 }

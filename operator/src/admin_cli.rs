@@ -17,7 +17,8 @@
 //!   waypoint 5-tuple on the WAN (`-` when local), peer/path, security mode, packets, bytes,
 //!   age, idle time, state — then `N of TOTAL sessions` (the router caps the list at `--limit`
 //!   or its own default, and counts all that match).
-//! * `paths`: peer, path id, state, latency, jitter, loss, sessions on the path.
+//! * `paths`: peer, path id, state, latency, jitter, loss, sessions on the path; then the
+//!   service locations' health (probed here, or as their router reports it).
 //! * `counters`: `name{label="value",...} value`, sorted by name, then labels.
 //! * `explain`: whether a flow's first packet arriving on `--ingress` (a LAN network or WAN
 //!   interface) would be allowed, by which tenant, service and policy, over which peer/path,
@@ -40,8 +41,8 @@ use serde_json::{Value, json};
 use signpost_proto::v1::admin_client::AdminClient;
 use signpost_proto::v1::{
     Counter, ExplainRequest, ExplainResponse, FiveTuple, GetCountersRequest, GetCountersResponse,
-    ListPathsRequest, ListPathsResponse, ListSessionsRequest, ListSessionsResponse, PathState,
-    PathStatus, Protocol, SecurityMode, SessionInfo,
+    ListPathsRequest, ListPathsResponse, ListSessionsRequest, ListSessionsResponse, LocationState,
+    PathState, PathStatus, Protocol, SecurityMode, SessionInfo,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -308,11 +309,44 @@ pub fn sessions_table(response: &ListSessionsResponse) -> String {
     out
 }
 
-/// The `paths` table.
+/// The `paths` table, then the locations' health when there is any.
 pub fn paths_table(response: &ListPathsResponse) -> String {
-    if response.paths.is_empty() {
-        return "no paths\n".to_owned();
+    let mut out = if response.paths.is_empty() {
+        "no paths\n".to_owned()
+    } else {
+        path_rows(response)
+    };
+    if !response.locations.is_empty() {
+        let rows = response.locations.iter().map(|l| {
+            vec![
+                dash(&l.service),
+                dash(&l.router),
+                dash(&l.address),
+                location_state_word(l.state).to_owned(),
+                format!("{:.1} s", l.since_ms as f64 / 1000.0),
+                dash(&l.detail),
+            ]
+        });
+        out.push('\n');
+        out += &table(
+            &[
+                "SERVICE", "LOCATION", "ADDRESS", "HEALTH", "SINCE", "DETAIL",
+            ],
+            rows,
+        );
     }
+    out
+}
+
+fn location_state_word(state: i32) -> &'static str {
+    match LocationState::try_from(state) {
+        Ok(LocationState::Up) => "up",
+        Ok(LocationState::Down) => "down",
+        _ => "-",
+    }
+}
+
+fn path_rows(response: &ListPathsResponse) -> String {
     let rows = response.paths.iter().map(|p| {
         vec![
             dash(&p.peer),
@@ -627,9 +661,29 @@ fn path_json(p: &PathStatus) -> Value {
     })
 }
 
-/// `{"paths": [...]}`.
+/// `{"paths": [...], "locations": [...]}`.
 pub fn paths_json(response: &ListPathsResponse) -> Value {
-    json!({ "paths": response.paths.iter().map(path_json).collect::<Vec<_>>() })
+    let locations: Vec<Value> = response
+        .locations
+        .iter()
+        .map(|l| {
+            json!({
+                "service": l.service,
+                "router": l.router,
+                "address": l.address,
+                "state": match location_state_word(l.state) {
+                    "-" => "unspecified",
+                    word => word,
+                },
+                "detail": l.detail,
+                "since_ms": l.since_ms,
+            })
+        })
+        .collect();
+    json!({
+        "paths": response.paths.iter().map(path_json).collect::<Vec<_>>(),
+        "locations": locations,
+    })
 }
 
 /// `{"counters": [{"name", "labels": {key: value}, "value"}]}`, sorted as the text is.

@@ -10,7 +10,7 @@ use signpost_proto::v1::admin_server::{Admin, AdminServer};
 use signpost_proto::v1::{
     Counter, ExplainRequest, ExplainResponse, FiveTuple, GetCountersRequest, GetCountersResponse,
     Label, ListPathsRequest, ListPathsResponse, ListSessionsRequest, ListSessionsResponse,
-    PathState, PathStatus, Protocol, SecurityMode, SessionInfo,
+    LocationHealth, LocationState, PathState, PathStatus, Protocol, SecurityMode, SessionInfo,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -120,6 +120,14 @@ impl Admin for FixedRouter {
                     sessions: 1,
                 },
             ],
+            locations: vec![LocationHealth {
+                service: "payments".to_owned(),
+                router: "hub-1".to_owned(),
+                address: String::new(),
+                state: LocationState::Down as i32,
+                detail: "reported down by hub-1 0.4 s ago".to_owned(),
+                since_ms: 400,
+            }],
         }))
     }
 
@@ -298,12 +306,17 @@ async fn paths_table_and_json() {
         text,
         "PEER   PATH       STATE     LATENCY  JITTER   LOSS   SESSIONS\n\
          hub-1  wan0-mpls  up        12.3 ms  850 µs   0.25%  41\n\
-         hub-1  wan1-lte   degraded  80.0 ms  15.0 ms  3.00%  1\n"
+         hub-1  wan1-lte   degraded  80.0 ms  15.0 ms  3.00%  1\n\
+         \n\
+         SERVICE   LOCATION  ADDRESS  HEALTH  SINCE  DETAIL\n\
+         payments  hub-1     -        down    0.4 s  reported down by hub-1 0.4 s ago\n"
     );
     let value = json(&signpostctl(&["paths", "--router", &addr, "--json"]).await);
     assert_eq!(value["paths"][1]["state"], "degraded");
     assert_eq!(value["paths"][1]["latency_us"], 80_000);
     assert_eq!(value["paths"][0]["loss_ppm"], 2_500);
+    assert_eq!(value["locations"][0]["state"], "down");
+    assert_eq!(value["locations"][0]["service"], "payments");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

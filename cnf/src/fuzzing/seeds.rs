@@ -120,6 +120,18 @@ pub fn seeds() -> Vec<Seed> {
     }
 
     add(
+        "health",
+        "seed-health-payments-down",
+        super::health::down_message(),
+    );
+    for (name, bytes) in ["seed-health-echo-reply", "seed-health-syn-ack"]
+        .into_iter()
+        .zip(super::health::answers())
+    {
+        add("health", name, bytes);
+    }
+
+    add(
         "pipeline",
         "seed-tcp-encrypt-handshake",
         tcp_script(2, &syn),

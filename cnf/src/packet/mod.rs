@@ -57,6 +57,72 @@ impl std::error::Error for Error {}
 /// Result of checked packet construction.
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// An IPv4 or IPv6 packet the router originates (BFD, health probes and messages): `l4` is the
+/// whole L4 header and payload with its checksum field zero; the IP header is written in front
+/// (no options, DF clear) and the L4 checksum (TCP, UDP, ICMPv4, ICMPv6) filled. `None` when the
+/// families differ or it does not fit a packet.
+pub fn ip_packet(
+    src: core::net::IpAddr,
+    dst: core::net::IpAddr,
+    protocol: u8,
+    ttl: u8,
+    dscp: u8,
+    l4: &[u8],
+) -> Option<Vec<u8>> {
+    use core::net::IpAddr;
+    let ip_len = if src.is_ipv4() { 20 } else { 40 };
+    let total = ip_len + l4.len();
+    let mut out = vec![0u8; total];
+    out.get_mut(ip_len..)?.copy_from_slice(l4);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut out[..]);
+            ip.set_version_and_header_len(20);
+            ip.set_dscp(dscp);
+            ip.set_total_len(u16::try_from(total).ok()?);
+            ip.set_ttl(ttl);
+            ip.set_protocol(protocol);
+            ip.set_src_addr(s);
+            ip.set_dst_addr(d);
+            ip.fill_checksum();
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut out[..]);
+            ip.set_version();
+            ip.set_dscp(dscp);
+            ip.set_payload_len(u16::try_from(l4.len()).ok()?);
+            ip.set_next_header(protocol);
+            ip.set_hop_limit(ttl);
+            ip.set_src_addr(s);
+            ip.set_dst_addr(d);
+        }
+        _ => return None,
+    }
+    let body = out.get_mut(ip_len..)?;
+    match (protocol, src, dst) {
+        (ip_protocol::UDP, IpAddr::V4(s), IpAddr::V4(d)) => {
+            UdpDatagram::new_checked(body).ok()?.fill_checksum_v4(s, d)
+        }
+        (ip_protocol::UDP, IpAddr::V6(s), IpAddr::V6(d)) => UdpDatagram::new_checked(body)
+            .ok()?
+            .fill_checksum_v6(&s, &d),
+        (ip_protocol::TCP, IpAddr::V4(s), IpAddr::V4(d)) => {
+            TcpSegment::new_checked(body).ok()?.fill_checksum_v4(s, d)
+        }
+        (ip_protocol::TCP, IpAddr::V6(s), IpAddr::V6(d)) => {
+            TcpSegment::new_checked(body).ok()?.fill_checksum_v6(&s, &d)
+        }
+        (ip_protocol::ICMP, IpAddr::V4(_), _) => {
+            IcmpPacket::new_checked(body).ok()?.fill_checksum_v4()
+        }
+        (ip_protocol::ICMPV6, IpAddr::V6(s), IpAddr::V6(d)) => {
+            IcmpPacket::new_checked(body).ok()?.fill_checksum_v6(&s, &d)
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
 /// IP protocol numbers (IPv4 `protocol`, IPv6 `next header`) the router handles.
 pub mod ip_protocol {
     pub const ICMP: u8 = 1;

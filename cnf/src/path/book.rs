@@ -30,7 +30,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::classify::RuleId;
+use crate::classify::{RuleId, ServiceId};
 use crate::pipeline::Tables;
 
 use super::quality::Estimate;
@@ -76,19 +76,23 @@ impl PathHealth {
 }
 
 /// The monitor's view of every path, in config order (peer by peer, path by path), for the
-/// tables it was made for.
+/// tables it was made for, and the service locations peers report down ([`crate::health`]).
 #[derive(Clone, Debug)]
 pub struct PathReport {
     pub tables: Arc<Tables>,
     pub health: Vec<PathHealth>,
+    /// (service, peer) locations reported down, sorted.
+    pub locations_down: Vec<(ServiceId, u16)>,
 }
 
 impl PathReport {
-    /// Writes the report into a book built for the same tables.
-    pub fn apply(&self, book: &mut PathBook) {
+    /// Writes the report into a book built for the same tables. True when the down
+    /// locations changed (live sessions to a newly down one must move).
+    pub fn apply(&self, book: &mut PathBook) -> bool {
         if self.health.len() == book.health.len() {
             book.health.copy_from_slice(&self.health);
         }
+        book.set_locations_down(&self.locations_down)
     }
 }
 
@@ -159,6 +163,9 @@ pub struct PathBook {
     evaluated: Option<Instant>,
     /// Bumped whenever a target changes.
     epoch: u64,
+    /// (service, peer) locations their router reports unhealthy, sorted: skipped by the
+    /// location choice (`crate::health`).
+    locations_down: Vec<(ServiceId, u16)>,
 }
 
 fn ordered(tables: &Tables, peer: usize, preference: &[String]) -> Vec<u16> {
@@ -227,6 +234,7 @@ impl PathBook {
             class_of_rule,
             evaluated: None,
             epoch: 0,
+            locations_down: Vec::new(),
         };
         book.choose_targets();
         book
@@ -257,6 +265,19 @@ impl PathBook {
                 }
             }
         }
+        let mut down: Vec<(ServiceId, u16)> = self
+            .locations_down
+            .iter()
+            .filter_map(|&(s, p)| {
+                let service = tables
+                    .classifier
+                    .service_named(&old_tables.classifier.service_info(s).name)?;
+                let peer = tables.peer_named(&old_tables.peers.get(usize::from(p))?.name)?;
+                Some((service, peer))
+            })
+            .collect();
+        down.sort_unstable_by_key(|(s, p)| (s.0, *p));
+        book.locations_down = down;
         if let Some(now) = self.evaluated {
             // Carried-over paths keep their standing: no hold-down for a config change.
             book.forced.iter_mut().for_each(|f| *f = true);
@@ -439,6 +460,27 @@ impl PathBook {
     /// Changes whenever some target changed.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Records the (service, peer) locations reported down (sorted); true when that changed.
+    pub fn set_locations_down(&mut self, down: &[(ServiceId, u16)]) -> bool {
+        if self.locations_down == down {
+            return false;
+        }
+        self.locations_down = down.to_vec();
+        self.epoch += 1;
+        true
+    }
+
+    /// Whether `peer`'s location of `service` is reported down (for new sessions and moves,
+    /// never per established packet).
+    #[inline]
+    pub fn location_down(&self, service: ServiceId, peer: u16) -> bool {
+        !self.locations_down.is_empty()
+            && self
+                .locations_down
+                .binary_search_by_key(&(service.0, peer), |(s, p)| (s.0, *p))
+                .is_ok()
     }
 }
 

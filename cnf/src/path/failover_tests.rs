@@ -85,6 +85,7 @@ fn report(p: &Pipeline, health: &[PathHealth]) -> PathReport {
     PathReport {
         tables: Arc::clone(p.tables()),
         health: health.to_vec(),
+        locations_down: Vec::new(),
     }
 }
 
@@ -333,4 +334,81 @@ fn proximity_prefers_the_location_with_the_lower_measured_latency() {
         other => panic!("{other:?}"),
     };
     assert_eq!(dst, HUB2_WAN);
+}
+
+fn wan_dst(wan: &[u8]) -> [u8; 4] {
+    match SlicedPacket::from_ip(wan).map(|s| s.net) {
+        Ok(Some(etherparse::NetSlice::Ipv4(ip))) => ip.header().destination(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `hub`'s location of `services` reported unhealthy (its paths stay up): new sessions go to
+/// hub2, a live UDP session is re-established there at its next packet, a live TCP session is
+/// reset; once `hub` is healthy again new sessions may return (proximity, equal measures:
+/// config order).
+#[test]
+fn a_location_reported_unhealthy_is_skipped_and_its_sessions_move() {
+    let t0 = Instant::now();
+    let mut edge = store_with_two_hubs();
+    let up = health(0, 10);
+    let paths = [up, up, up];
+    edge.set_path_health(t0, &report(&edge, &paths));
+    let (a, wan) = run(&mut edge, t0, POS, &udp(5000, b"before"));
+    assert_eq!((wan_of(&a), wan_dst(&wan)), (Some(0), [203, 0, 113, 10]));
+    let (a, _) = run(&mut edge, t0, POS, &tcp("S", 1, 0, &[]));
+    assert_eq!(wan_of(&a), Some(0));
+    let t = edge.tables();
+    let hub = t.peer_named("hub").expect("hub");
+    let down: Vec<_> = ["payments", "telemetry"]
+        .iter()
+        .map(|s| (t.classifier.service_named(s).expect("service"), hub))
+        .collect();
+    let mut r = report(&edge, &paths);
+    r.locations_down = down;
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(edge.set_path_health(t1, &r));
+    assert!(
+        edge.path_book().location_down(r.locations_down[0].0, hub),
+        "recorded"
+    );
+    // The UDP session continues through hub2.
+    let (a, wan) = run(&mut edge, t1, POS, &udp(5000, b"after"));
+    assert_eq!((wan_of(&a), wan_dst(&wan)), (Some(0), HUB2_WAN), "{a:?}");
+    assert!(
+        crate::svr::starts_with_cookie(payload(&wan)),
+        "metadata again"
+    );
+    assert_eq!(edge.counters().sessions_relocated, 1);
+    let (_, wan) = run(&mut edge, t1, POS, &udp(5000, b"again"));
+    assert_eq!(wan_dst(&wan), HUB2_WAN, "stays there");
+    // The TCP session is reset; a new one opens at hub2.
+    let (a, _) = run(&mut edge, t1, POS, &tcp("A", 2, 77, b"data"));
+    assert!(
+        matches!(
+            a,
+            Action::Forward(Egress {
+                interface: Interface::Lan(0),
+                ..
+            })
+        ),
+        "{a:?}"
+    );
+    assert_eq!(edge.counters().sessions_reset, 1);
+    let mut syn = tcp("S", 100, 0, &[]);
+    syn[21] ^= 2;
+    let (_, wan) = run(&mut edge, t1, POS, &fix(syn.clone()));
+    assert_eq!(
+        wan_dst(&wan),
+        HUB2_WAN,
+        "new payments go to the healthy location"
+    );
+    // Healthy again: a new session may go back (config order breaks the tie); live ones stay.
+    let t2 = t1 + Duration::from_secs(1);
+    assert!(edge.set_path_health(t2, &report(&edge, &paths)));
+    syn[21] ^= 4;
+    let (_, wan) = run(&mut edge, t2, POS, &fix(syn));
+    assert_eq!(wan_dst(&wan), [203, 0, 113, 10]);
+    let (_, wan) = run(&mut edge, t2, POS, &udp(5000, b"later"));
+    assert_eq!(wan_dst(&wan), HUB2_WAN, "a live session is not moved back");
 }

@@ -110,35 +110,23 @@ impl MonitorSettings {
     }
 }
 
-macro_rules! bfd_counters {
-    ($($field:ident => $name:literal: $help:literal,)*) => {
-        /// What the monitor did with BFD packets.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct BfdCounters { $(pub $field: u64,)* }
-
-        impl BfdCounters {
-            /// (metric label, help, value) for each counter.
-            pub fn named(&self) -> Vec<(&'static str, &'static str, u64)> {
-                vec![$(($name, $help, self.$field),)*]
-            }
-        }
-    };
-}
-
-bfd_counters! {
-    rx => "rx": "BFD packets accepted",
-    tx => "tx": "BFD packets sent",
-    malformed => "malformed": "not a valid IP/UDP/BFD Control packet (RFC 5880 §6.8.6 checks)",
-    bad_ttl => "bad-ttl": "single-hop packets with a TTL other than 255",
-    unknown_discriminator => "unknown-discriminator": "Your Discriminator names no session",
-    unknown_source => "unknown-source": "Your Discriminator 0 from an address no path expects",
-    auth_mismatch => "auth-mismatch": "authentication present where none is used, or missing where it is",
-    auth_failed => "auth-failed": "wrong digest or unknown key id",
-    bad_sequence => "bad-sequence": "authentication sequence number outside the window (replay)",
-    admin_down_discarded => "admin-down-discarded": "packets for a session held AdminDown",
-    went_up => "went-up": "sessions that reached Up",
-    went_down => "went-down": "sessions that fell from Up",
-    nat_learned => "nat-learned": "peer addresses learned behind a NAT",
+named_counters! {
+    /// What the monitor did with BFD packets.
+    BfdCounters {
+        rx => "rx": "BFD packets accepted",
+        tx => "tx": "BFD packets sent",
+        malformed => "malformed": "not a valid IP/UDP/BFD Control packet (RFC 5880 §6.8.6 checks)",
+        bad_ttl => "bad-ttl": "single-hop packets with a TTL other than 255",
+        unknown_discriminator => "unknown-discriminator": "Your Discriminator names no session",
+        unknown_source => "unknown-source": "Your Discriminator 0 from an address no path expects",
+        auth_mismatch => "auth-mismatch": "authentication present where none is used, or missing where it is",
+        auth_failed => "auth-failed": "wrong digest or unknown key id",
+        bad_sequence => "bad-sequence": "authentication sequence number outside the window (replay)",
+        admin_down_discarded => "admin-down-discarded": "packets for a session held AdminDown",
+        went_up => "went-up": "sessions that reached Up",
+        went_down => "went-down": "sessions that fell from Up",
+        nat_learned => "nat-learned": "peer addresses learned behind a NAT",
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -187,6 +175,14 @@ pub struct MonitorView {
     pub multihop: bool,
     pub authenticated: bool,
     pub quality: Estimate,
+}
+
+/// The addresses, ports and egress of one peer path, as BFD uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerChannel {
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub egress: Egress,
 }
 
 /// A path's BFD session changed state (for the log).
@@ -557,6 +553,10 @@ impl PathMonitor {
                         });
                     }
                     if to == State::Up {
+                        // A path that comes back is measured afresh (anything sampled while it
+                        // was coming up is not its quality); hysteresis in the book decides when
+                        // it is trusted again.
+                        m.quality.reset(now);
                         m.ever_up = true;
                         m.liveness = Liveness::Up;
                         self.counters.went_up += 1;
@@ -637,6 +637,42 @@ impl PathMonitor {
         std::mem::take(&mut self.changed)
     }
 
+    /// How to reach `peer` over each of its paths whose BFD session is Up, for other
+    /// router-to-router messages (service-location health, [`crate::health`]): the same
+    /// addresses and ports as BFD, so they cross a carrier NAT on the mapping BFD keeps open.
+    pub fn channels(&self, peer: u16) -> Vec<PeerChannel> {
+        self.paths
+            .iter()
+            .filter(|m| m.peer == peer && m.session.state() == State::Up)
+            .filter_map(channel)
+            .collect()
+    }
+
+    /// A packet for the path monitor that is not BFD but an SVR metadata block (a peer's
+    /// health message, [`crate::health::message`]): the UDP payload, and the peer whose path
+    /// it came on (`None`: no path uses that source). `None` for anything else (BFD, or not
+    /// a valid UDP packet): hand it to [`PathMonitor::handle`].
+    pub fn peer_message<'a>(&self, wan: u8, packet: &'a [u8]) -> Option<(Option<u16>, &'a [u8])> {
+        let rx = parse_ip_udp(packet)?;
+        if !crate::svr::starts_with_cookie(rx.payload) {
+            return None;
+        }
+        let from = SocketAddr::new(rx.src, rx.src_port);
+        let peer = self
+            .paths
+            .iter()
+            .find(|m| {
+                m.wan == wan
+                    && m.local == Some(rx.dst)
+                    && match m.learned {
+                        Some(at) => at == from,
+                        None => m.remote == rx.src,
+                    }
+            })
+            .map(|m| m.peer);
+        Some((peer, rx.payload))
+    }
+
     /// The health of every path, in the order [`PathReport`] wants.
     pub fn report(&self, now: Instant) -> PathReport {
         let mut health = Vec::new();
@@ -657,6 +693,7 @@ impl PathMonitor {
         PathReport {
             tables: Arc::clone(&self.tables),
             health,
+            locations_down: Vec::new(),
         }
     }
 
@@ -771,8 +808,9 @@ fn parse_ip_udp(packet: &[u8]) -> Option<Received<'_>> {
     })
 }
 
-/// The IP packet carrying `c` on path `m` (authenticated when the path is).
-fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
+/// Where path `m`'s packets go: from its local address and port to the peer's (or the NAT's
+/// mapping that BFD keeps open).
+fn channel(m: &Monitored) -> Option<PeerChannel> {
     let local = m.local?;
     let standard = if m.multihop {
         bfd::MULTIHOP_PORT
@@ -783,6 +821,23 @@ fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
         Some(at) => (at.ip(), standard, at.port()),
         None => (m.remote, m.src_port, standard),
     };
+    Some(PeerChannel {
+        from: SocketAddr::new(local, src_port),
+        to: SocketAddr::new(dst, dst_port),
+        egress: Egress {
+            interface: Interface::Wan(m.wan),
+            vlan: None,
+            next_hop: m.gateway.unwrap_or(dst),
+            // Router-originated frames leave through the raw socket, ahead of the WAN
+            // scheduler's queues: BFD is never queued behind bulk traffic (it is marked CS6).
+            class: 0,
+        },
+    })
+}
+
+/// The IP packet carrying `c` on path `m` (authenticated when the path is).
+fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
+    let ch = channel(m)?;
     let key = match &mut m.auth {
         Some(a) => {
             let (key_id, key) = *a.keys.first()?;
@@ -801,18 +856,8 @@ fn frame(m: &mut Monitored, mut c: Control) -> Option<(Egress, Vec<u8>)> {
     if let Some(key) = key {
         bfd::packet::seal_sha1(&mut body, &key).ok()?;
     }
-    let from = SocketAddr::new(local, src_port);
-    let to = SocketAddr::new(dst, dst_port);
-    let packet = udp_packet(from, to, 255, CS6, &body)?;
-    let egress = Egress {
-        interface: Interface::Wan(m.wan),
-        vlan: None,
-        next_hop: m.gateway.unwrap_or(dst),
-        // Router-originated frames leave through the raw socket, ahead of the WAN scheduler's
-        // queues: BFD is never queued behind bulk traffic (it is marked CS6 above).
-        class: 0,
-    };
-    Some((egress, packet))
+    let packet = udp_packet(ch.from, ch.to, 255, CS6, &body)?;
+    Some((ch.egress, packet))
 }
 
 /// An IPv4 or IPv6 packet carrying `payload` in UDP from `from` to `to`, checksums filled;
@@ -824,48 +869,16 @@ pub(crate) fn udp_packet(
     dscp: u8,
     payload: &[u8],
 ) -> Option<Vec<u8>> {
-    let ip_len = if from.is_ipv4() { 20 } else { 40 };
     let udp_len = u16::try_from(8 + payload.len()).ok()?;
-    let total = ip_len + usize::from(udp_len);
-    let mut out = vec![0u8; total];
-    out.get_mut(ip_len + 8..)?.copy_from_slice(payload);
+    let mut l4 = vec![0u8; usize::from(udp_len)];
+    l4.get_mut(8..)?.copy_from_slice(payload);
     {
-        let mut udp = UdpDatagram::new_unchecked(out.get_mut(ip_len..)?);
+        let mut udp = UdpDatagram::new_unchecked(&mut l4[..]);
         udp.set_src_port(from.port());
         udp.set_dst_port(to.port());
         udp.set_len(udp_len);
     }
-    match (from.ip(), to.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            {
-                let mut ip = Ipv4Packet::new_unchecked(&mut out[..]);
-                ip.set_version_and_header_len(20);
-                ip.set_dscp(dscp);
-                ip.set_total_len(u16::try_from(total).ok()?);
-                ip.set_ttl(ttl);
-                ip.set_protocol(ip_protocol::UDP);
-                ip.set_src_addr(s);
-                ip.set_dst_addr(d);
-                ip.fill_checksum();
-            }
-            UdpDatagram::new_unchecked(out.get_mut(ip_len..)?).fill_checksum_v4(s, d);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            {
-                let mut ip = Ipv6Packet::new_unchecked(&mut out[..]);
-                ip.set_version();
-                ip.set_dscp(dscp);
-                ip.set_payload_len(udp_len);
-                ip.set_next_header(ip_protocol::UDP);
-                ip.set_hop_limit(ttl);
-                ip.set_src_addr(s);
-                ip.set_dst_addr(d);
-            }
-            UdpDatagram::new_unchecked(out.get_mut(ip_len..)?).fill_checksum_v6(&s, &d);
-        }
-        _ => return None,
-    }
-    Some(out)
+    crate::packet::ip_packet(from.ip(), to.ip(), ip_protocol::UDP, ttl, dscp, &l4)
 }
 
 #[cfg(test)]

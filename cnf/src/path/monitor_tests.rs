@@ -368,3 +368,57 @@ fn garbage_and_strangers_are_counted_not_fatal() {
     assert_eq!(m.counters().rx, 0);
     assert!(m.counters().malformed >= 190);
 }
+
+/// A broadband cut of 10 s and its restore, seen by a payments-like SLA (150 ms, 1 %): the
+/// path comes back once — never up, degraded, up again — because what it measured before and
+/// during the cut (Polls left unanswered, a Final answering a Poll sent before the cut) is not
+/// a sample of the path that came back.
+#[test]
+fn a_restored_path_starts_from_fresh_samples_and_does_not_flap() {
+    use super::super::book::PathBook;
+    let mut config = edge_config(pb::SecurityMode::None);
+    for rule in &mut config.access {
+        rule.sla = Some(pb::Sla {
+            max_latency_ms: 150,
+            max_loss_ppm: 10_000,
+            ..Default::default()
+        });
+    }
+    let edge_tables = tables(config, None);
+    let mut net = Net::new(None, None);
+    net.edge = PathMonitor::new(net.now, Arc::clone(&edge_tables), 11);
+    let mut book = PathBook::new(&edge_tables, super::super::book::HOLD_DOWN);
+    let watch = |net: &mut Net, book: &mut PathBook, secs: u64, log: &mut Vec<&'static str>| {
+        for _ in 0..secs * 10 {
+            net.run(100 * MS);
+            net.edge.report(net.now).apply(book);
+            book.evaluate(net.now);
+            let h = book.health_at(0, 0).expect("broadband");
+            let state = match (h.liveness, book.degraded(0, 0)) {
+                (Liveness::Up, true) => "degraded",
+                (Liveness::Up, false) => "up",
+                _ => "down",
+            };
+            if log.last() != Some(&state) {
+                log.push(state);
+            }
+            if state != "down" {
+                let l = h.quality.latency_us.unwrap_or(0);
+                assert!(l <= 11_000, "latency {l} µs at {:?}: {log:?}", h.quality);
+                assert!(
+                    h.quality.loss_ppm.is_none_or(|p| p == 0),
+                    "loss at {:?}: {log:?}",
+                    h.quality
+                );
+            }
+        }
+    };
+    let mut log = Vec::new();
+    watch(&mut net, &mut book, 15, &mut log);
+    assert_eq!(log, ["up"]);
+    net.cut_bb = true;
+    watch(&mut net, &mut book, 10, &mut log);
+    net.cut_bb = false;
+    watch(&mut net, &mut book, 20, &mut log);
+    assert_eq!(log, ["up", "down", "up"]);
+}

@@ -189,6 +189,11 @@ pub(crate) struct Prepared {
     hash: u64,
 }
 
+/// `Svr::path` of an ingress session whose location was reported unhealthy: it is no path's
+/// index, so the per-packet target check fails and the next forward packet moves the session
+/// (`move_session`), with no extra test on the fast path.
+const RELOCATE: u16 = u16::MAX - 1;
+
 /// A path choice: the location's peer, the path, and whether it misses the SLA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Choice {
@@ -385,9 +390,31 @@ impl Pipeline {
         if !Arc::ptr_eq(&report.tables, &self.tables) {
             return false;
         }
-        report.apply(&mut self.paths);
+        let locations_changed = report.apply(&mut self.paths);
         self.paths.evaluate(now);
+        if locations_changed {
+            self.relocate_from_unhealthy_locations();
+        }
         true
+    }
+
+    /// Ingress sessions whose location is now reported unhealthy move at their next forward
+    /// packet (see [`RELOCATE`]). Runs when the reports change, never per packet.
+    fn relocate_from_unhealthy_locations(&mut self) {
+        let paths = &self.paths;
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.state.role == Role::Ingress && paths.location_down(s.state.service, s.state.peer)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.state.path = RELOCATE;
+            }
+        }
     }
 
     /// Path liveness, quality and choices as this pipeline uses them.
@@ -427,7 +454,7 @@ impl Pipeline {
                 let svc = new.classifier.service_named(service)?;
                 let rule = new.classifier.rule(t, svc)?;
                 let new_peer = new.peer_named(&peer.name)?;
-                if st.role == Role::Ingress {
+                if st.role == Role::Ingress && st.path != RELOCATE {
                     let path_id = &peer.paths.get(usize::from(st.path))?.id;
                     let np = new.peers.get(usize::from(new_peer))?;
                     st.path =
@@ -632,6 +659,9 @@ impl Pipeline {
         let class = self.paths.class_of(rule);
         let mut best: Option<(Rank, Choice)> = None;
         for (order, route) in self.tables.routes_of(service).iter().enumerate() {
+            if self.paths.location_down(service, route.peer) {
+                continue;
+            }
             let Some((path, fallback)) = self.paths.target(class, route.peer) else {
                 continue;
             };
@@ -932,7 +962,11 @@ impl Pipeline {
             (st.service, st.rule, s.key(Side::Lan).protocol(), st.peer)
         };
         let class = self.paths.class_of(rule);
-        let (peer_ix, path_ix) = match self.paths.target(class, peer_now) {
+        let here = self
+            .paths
+            .target(class, peer_now)
+            .filter(|_| !self.paths.location_down(service, peer_now));
+        let (peer_ix, path_ix) = match here {
             Some((path, _)) => (peer_now, path),
             None => {
                 let choice = self.choose(service, rule).ok_or(DropReason::NoPath)?;

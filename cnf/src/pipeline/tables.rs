@@ -130,6 +130,9 @@ pub struct Tables {
     /// By service id: `Some(real addresses)` when this router fronts the service (empty: deliver
     /// to the original destination).
     pub fronted: Vec<Option<Vec<IpAddr>>>,
+    /// By service id: how this router probes its location's addresses (`crate::health`);
+    /// `None` when it fronts none of them or the checks are disabled.
+    pub health_checks: Vec<Option<crate::health::CheckSettings>>,
     pub limits: TableLimits,
     pub timeouts: Timeouts,
     /// Classes, link capacities, per-rule class and rate limit (`crate::qos`).
@@ -260,6 +263,7 @@ impl Tables {
         }
         let mut routes = Vec::new();
         let mut fronted = Vec::new();
+        let mut health_checks = Vec::new();
         for s in &config.services {
             let mut here = None;
             let mut there = Vec::new();
@@ -281,6 +285,11 @@ impl Tables {
                 // A location on a router that is not a peer is unreachable from here: skipped.
             }
             routes.push(there);
+            health_checks.push(
+                here.as_ref()
+                    .filter(|a| !a.is_empty())
+                    .and_then(|_| crate::health::CheckSettings::from_config(s)),
+            );
             fronted.push(here);
         }
         let l = config.limits.unwrap_or_default();
@@ -333,6 +342,7 @@ impl Tables {
             peer_by_name,
             routes,
             fronted,
+            health_checks,
             limits,
             timeouts,
             qos,
@@ -354,6 +364,14 @@ impl Tables {
 
     pub fn fronted_addresses(&self, service: ServiceId) -> Option<&[IpAddr]> {
         self.fronted.get(usize::from(service.0))?.as_deref()
+    }
+
+    /// How this router probes its location of `service`, if it does.
+    pub fn health_check(&self, service: ServiceId) -> Option<crate::health::CheckSettings> {
+        self.health_checks
+            .get(usize::from(service.0))
+            .copied()
+            .flatten()
     }
 
     /// The WAN interface (index) whose address is `addr`.

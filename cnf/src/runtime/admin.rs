@@ -11,7 +11,7 @@ use signpost_proto::v1::admin_server::{Admin, AdminServer};
 use signpost_proto::v1::{
     Counter, ExplainRequest, ExplainResponse, FiveTuple, GetCountersRequest, GetCountersResponse,
     Label, ListPathsRequest, ListPathsResponse, ListSessionsRequest, ListSessionsResponse,
-    PathState, PathStatus, Protocol, SessionInfo,
+    LocationHealth, LocationState, PathState, PathStatus, Protocol, SessionInfo,
 };
 use tonic::{Request, Response, Status};
 
@@ -98,6 +98,58 @@ fn path_statuses(runtime: &Runtime) -> Vec<PathStatus> {
             }
         })
         .collect()
+}
+
+/// Service-location health as `ListPaths` shows it.
+fn location_statuses(runtime: &Runtime) -> Vec<LocationHealth> {
+    let (views, _, _) = runtime.service_health(Instant::now());
+    views
+        .into_iter()
+        .map(|v| LocationHealth {
+            service: v.service,
+            router: v.router,
+            address: v.address.map(|a| a.to_string()).unwrap_or_default(),
+            state: if v.up {
+                LocationState::Up
+            } else {
+                LocationState::Down
+            } as i32,
+            detail: v.detail,
+            since_ms: u64::try_from(v.since.as_millis()).unwrap_or(u64::MAX),
+        })
+        .collect()
+}
+
+/// Location gauges and the probe and health-message counters.
+fn location_counters(runtime: &Runtime) -> Vec<Counter> {
+    let mut out = Vec::new();
+    for l in location_statuses(runtime) {
+        out.push(counter(
+            "signpost_location_healthy",
+            &[
+                ("service", l.service.as_str()),
+                ("router", l.router.as_str()),
+                ("address", l.address.as_str()),
+            ],
+            u64::from(l.state == LocationState::Up as i32),
+        ));
+    }
+    let (_, probes, messages) = runtime.service_health(Instant::now());
+    for (name, _, value) in probes.named() {
+        out.push(counter(
+            "signpost_health_probes_total",
+            &[("event", name)],
+            value,
+        ));
+    }
+    for (name, _, value) in messages.named() {
+        out.push(counter(
+            "signpost_health_messages_total",
+            &[("event", name)],
+            value,
+        ));
+    }
+    out
 }
 
 /// Path gauges (state, quality, sessions) and the path monitor's counters.
@@ -257,6 +309,7 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
         out.push(counter("signpost_qos_queue_bytes", &labels, s.queue_bytes));
     }
     out.extend(path_counters(runtime));
+    out.extend(location_counters(runtime));
     for (device, s) in runtime.port_stats() {
         for (what, value) in [
             ("rx_packets", s.rx_packets),
@@ -379,11 +432,25 @@ pub fn explain(runtime: &Runtime, request: &ExplainRequest) -> Result<ExplainRes
         crate::pipeline::Pipeline::security_name(info.security)
     ));
     out.steps.push(guard_and_qos_step(&tables, rule));
+    let (health, _, _) = runtime.service_health(Instant::now());
+    let health = health.into_iter().filter(|l| l.service == out.service);
     if tables.fronted_addresses(service).is_some() {
         out.allowed = true;
         out.steps
             .push("this router fronts the service: delivered on its LAN".into());
+        for l in health.filter(|l| l.router == tables.router) {
+            out.steps.push(format!(
+                "health of {} here: {} ({})",
+                l.address.map(|a| a.to_string()).unwrap_or_default(),
+                if l.up { "up" } else { "down" },
+                l.detail
+            ));
+        }
         return Ok(out);
+    }
+    for l in health.filter(|l| !l.up && l.address.is_none()) {
+        out.steps
+            .push(format!("location at {} skipped: {}", l.router, l.detail));
     }
     if tables.routes_of(service).is_empty() {
         let step = format!("no peer of this router fronts {}", out.service);
@@ -506,7 +573,10 @@ impl Admin for AdminService {
         _request: Request<ListPathsRequest>,
     ) -> Result<Response<ListPathsResponse>, Status> {
         let paths = path_statuses(&self.runtime);
-        Ok(Response::new(ListPathsResponse { paths }))
+        Ok(Response::new(ListPathsResponse {
+            paths,
+            locations: location_statuses(&self.runtime),
+        }))
     }
 
     async fn get_counters(

@@ -56,6 +56,11 @@ fn help(name: &str) -> &'static str {
         "signpost_bfd_timer_late_max_us" => {
             "Largest lateness of a path monitor timer wake-up, microseconds"
         }
+        "signpost_location_healthy" => {
+            "1 when the service location is healthy: probed here (with address), or as its router reports it"
+        }
+        "signpost_health_probes_total" => "Service-location health probes, by event",
+        "signpost_health_messages_total" => "Service-location health messages, by event",
         "signpost_interface_kernel_rx_dropped_total" => {
             "Frames the kernel dropped before the driver"
         }

@@ -110,8 +110,8 @@ runtime_counters! {
     local_dropped => "local-dropped": "other packets for the router itself, dropped",
     raw_send_errors => "raw-send-errors": "router-originated frames the kernel refused",
     originated => "originated": "router-originated packets sent (SVR control messages, BFD)",
-    bfd_received => "bfd-received": "BFD packets handed to the path monitor",
-    bfd_queue_full => "bfd-queue-full": "BFD packets dropped: the path monitor's queue was full",
+    bfd_received => "bfd-received": "packets handed to the path monitor (BFD, health messages and probe answers)",
+    bfd_queue_full => "bfd-queue-full": "packets for the path monitor dropped: its queue was full",
 }
 
 /// The device names a config's interfaces use, WANs first.
@@ -383,6 +383,27 @@ impl Runtime {
         match m.as_ref() {
             Some(m) => (m.views(now), *m.counters()),
             None => (Vec::new(), BfdCounters::default()),
+        }
+    }
+
+    /// Service-location health: this router's probed addresses and its peers' reports, and
+    /// the probe and message counters; empty before the first config.
+    pub fn service_health(
+        &self,
+        now: Instant,
+    ) -> (
+        Vec<crate::health::LocationView>,
+        crate::health::ProbeCounters,
+        crate::health::MessageCounters,
+    ) {
+        let h = self
+            .path_monitor
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match h.as_ref() {
+            Some(h) => (h.views(now), *h.probe_counters(), *h.message_counters()),
+            None => Default::default(),
         }
     }
 

@@ -12,6 +12,12 @@
 //! thread waits on its packet queue with the monitor's next deadline as timeout, so it wakes
 //! for a packet or a timer, not on a tick; [`Timing`] records how late its timer wake-ups are
 //! (exported as metrics).
+//!
+//! The same thread drives the router's service-location health ([`ServiceHealth`]): its probes
+//! go out through the first worker like BFD, the answers come back on the same queue (the
+//! workers hand over LAN packets that may answer a probe), peers' health messages arrive on
+//! BFD's ports and are told apart by [`PathMonitor::peer_message`], and the locations peers
+//! report down ride in the same [`crate::path::book::PathReport`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -20,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use super::ConfigSlot;
 use super::worker::Worker;
+use crate::health::{ServiceHealth, WallClock};
 use crate::path::monitor::PathMonitor;
+use crate::pipeline::Interface;
 
 /// How often path health goes to the pipelines when nothing changed (SLA re-evaluation and
 /// hold-down timers run on it).
@@ -30,11 +38,12 @@ pub const QUEUE: usize = 4096;
 /// The longest the thread sleeps (config changes and stop are noticed this fast).
 const IDLE: Duration = Duration::from_millis(10);
 
-/// A BFD packet for the monitor: the IP packet, the WAN it came on, when it came.
+/// A packet for the monitor thread (BFD or a health message from a WAN, a probe's answer
+/// from a LAN): the IP packet, the interface it came on, when it came.
 #[derive(Debug)]
 pub struct BfdPacket {
     pub at: Instant,
-    pub wan: u8,
+    pub interface: Interface,
     pub packet: Vec<u8>,
 }
 
@@ -50,6 +59,8 @@ pub struct Timing {
 #[derive(Clone, Default)]
 pub struct MonitorShared {
     pub(super) monitor: Arc<Mutex<Option<PathMonitor>>>,
+    /// Locked after `monitor` when both are needed.
+    pub(super) health: Arc<Mutex<Option<ServiceHealth>>>,
     pub(super) timing: Arc<Mutex<Timing>>,
 }
 
@@ -75,17 +86,34 @@ pub(super) fn run(
         let now = Instant::now();
         let deadline = {
             let mut m = lock(&shared.monitor);
+            let mut h = lock(&shared.health);
             let g = slot.generation();
             if g != generation
                 && let Some(tables) = slot.current()
             {
                 match m.as_mut() {
-                    Some(m) => m.set_tables(now, tables),
-                    None => *m = Some(PathMonitor::new(now, tables, seed)),
+                    Some(m) => m.set_tables(now, Arc::clone(&tables)),
+                    None => *m = Some(PathMonitor::new(now, Arc::clone(&tables), seed)),
+                }
+                match h.as_mut() {
+                    Some(h) => h.set_tables(now, tables),
+                    None => {
+                        *h = Some(ServiceHealth::new(
+                            now,
+                            tables,
+                            WallClock::system(now),
+                            seed.rotate_left(17),
+                        ))
+                    }
                 }
                 generation = g;
             }
-            m.as_ref().and_then(PathMonitor::poll_timeout)
+            let health = h.as_ref().and_then(|h| h.poll_timeout(now));
+            m.as_ref()
+                .and_then(PathMonitor::poll_timeout)
+                .into_iter()
+                .chain(health)
+                .min()
         };
         let wake = deadline
             .unwrap_or(now + IDLE)
@@ -94,10 +122,11 @@ pub(super) fn run(
         match packets.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(first) => {
                 let mut m = lock(&shared.monitor);
-                if let Some(m) = m.as_mut() {
-                    let _ = m.handle(first.at, first.wan, &first.packet);
+                let mut h = lock(&shared.health);
+                if let (Some(m), Some(h)) = (m.as_mut(), h.as_mut()) {
+                    receive(m, h, &first);
                     while let Ok(p) = packets.try_recv() {
-                        let _ = m.handle(p.at, p.wan, &p.packet);
+                        receive(m, h, &p);
                     }
                 }
             }
@@ -115,9 +144,23 @@ pub(super) fn run(
         let now = Instant::now();
         let report = {
             let mut m = lock(&shared.monitor);
-            let Some(m) = m.as_mut() else { continue };
+            let mut h = lock(&shared.health);
+            let (Some(m), Some(h)) = (m.as_mut(), h.as_mut()) else {
+                continue;
+            };
             m.handle_timeout(now);
             m.transmit(now, &mut out);
+            h.handle_timeout(now);
+            h.transmit(now, m, &mut out);
+            for e in h.take_events() {
+                tracing::info!(
+                    service = %e.service,
+                    router = %e.router,
+                    address = ?e.address,
+                    up = e.up,
+                    "location health"
+                );
+            }
             for t in m.take_transitions() {
                 tracing::info!(
                     peer = %t.peer,
@@ -128,9 +171,14 @@ pub(super) fn run(
                     "path state"
                 );
             }
-            (m.take_changed() || now >= next_report).then(|| {
+            let changed = m.take_changed() | h.take_changed();
+            (changed || now >= next_report).then(|| {
                 next_report = now + REPORT_EVERY;
-                m.report(now)
+                let mut report = m.report(now);
+                if Arc::ptr_eq(h.tables(), m.tables()) {
+                    report.locations_down = h.down().to_vec();
+                }
+                report
             })
         };
         if !out.is_empty()
@@ -147,6 +195,23 @@ pub(super) fn run(
                     p.set_path_health(now, &report);
                 }
             }
+        }
+    }
+}
+
+/// One packet from the queue: BFD to the monitor, a health message or probe answer to health.
+fn receive(m: &mut PathMonitor, h: &mut ServiceHealth, p: &BfdPacket) {
+    match p.interface {
+        Interface::Wan(wan) => match m.peer_message(wan, &p.packet) {
+            Some((peer, payload)) => {
+                let _ = h.handle_message(p.at, peer, payload);
+            }
+            None => {
+                let _ = m.handle(p.at, wan, &p.packet);
+            }
+        },
+        Interface::Lan(_) => {
+            h.handle_probe_answer(p.at, &p.packet);
         }
     }
 }

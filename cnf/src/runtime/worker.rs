@@ -259,9 +259,8 @@ impl Worker {
             Action::Forward(egress) => self.forward(now, frame, l2, ip_len, egress),
             Action::Local => {
                 let _ = frame.set_len(l2 + ip_len);
-                if let Interface::Wan(wan) = interface
-                    && let Some(ip) = frame.data().get(l2..)
-                    && self.hand_to_path_monitor(now, wan, ip)
+                if let Some(ip) = frame.data().get(l2..)
+                    && self.hand_to_path_monitor(now, interface, ip)
                 {
                     return Verdict::Drop;
                 }
@@ -350,18 +349,30 @@ impl Worker {
         }
     }
 
-    /// A BFD packet goes to the path monitor (true: taken, or dropped for a full queue).
-    fn hand_to_path_monitor(&mut self, now: Instant, wan: u8, ip: &[u8]) -> bool {
+    /// A packet for the path monitor thread goes there (true: taken, or dropped for a full
+    /// queue): from a WAN, BFD (and peers' health messages on BFD's ports); from a LAN, what
+    /// may answer a service-location health probe.
+    fn hand_to_path_monitor(&mut self, now: Instant, interface: Interface, ip: &[u8]) -> bool {
         let Some(tx) = &self.bfd else { return false };
         let Ok(p) = crate::pipeline::ip::parse(ip) else {
             return false;
         };
-        if !crate::path::is_bfd(p.protocol, p.key.src_port(), p.key.dst_port()) {
+        let wanted = match interface {
+            Interface::Wan(_) => {
+                crate::path::is_bfd(p.protocol, p.key.src_port(), p.key.dst_port())
+            }
+            Interface::Lan(_) => crate::health::is_probe_answer(
+                p.protocol,
+                p.key.dst_port(),
+                ip.get(p.l4..).unwrap_or(&[]),
+            ),
+        };
+        if !wanted {
             return false;
         }
         let packet = BfdPacket {
             at: now,
-            wan,
+            interface,
             packet: ip.get(..p.end).unwrap_or(ip).to_vec(),
         };
         match tx.try_send(packet) {

@@ -3,6 +3,8 @@
 //! - `signpost-lab demo` — the guided demo (traffic of every tenant, denied flows, a link cut).
 //! - `signpost-lab compare` — Signpost against VXLAN and OpenVPN on the same topology.
 //! - `signpost-lab up` — build the lab and keep it running until Ctrl-C, to explore it.
+//! - `signpost-lab serve` — a service host's echo servers as a process of their own (the lab
+//!   starts it in a host's namespace when a test wants to kill a server, not the host).
 
 use std::time::Duration;
 
@@ -57,6 +59,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         stores: usize,
     },
+    /// Serve TCP and UDP echo (the lab hosts' servers) in a namespace until killed.
+    Serve {
+        /// The network namespace to serve in.
+        #[arg(long)]
+        netns: String,
+        /// TCP ports (repeat for several).
+        #[arg(long)]
+        tcp: Vec<u16>,
+        /// UDP ports (repeat for several).
+        #[arg(long)]
+        udp: Vec<u16>,
+    },
 }
 
 fn main() {
@@ -67,6 +81,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up { stores } => up(stores),
+        Command::Serve { netns, tcp, udp } => serve(&netns, &tcp, &udp),
         Command::Compare {
             voip_seconds,
             api_requests,
@@ -126,6 +141,14 @@ fn compare(options: signpost_e2e::compare::CompareOptions) -> Result<(), String>
         }
     }
     signpost_e2e::compare::run(&options).map(drop)
+}
+
+fn serve(netns: &str, tcp: &[u16], udp: &[u16]) -> Result<(), String> {
+    let _servers = signpost_e2e::traffic::Servers::start(netns, tcp, udp)?;
+    println!("serving tcp {tcp:?} udp {udp:?} in {netns}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 fn up(stores: usize) -> Result<(), String> {

@@ -340,6 +340,40 @@ impl RetailLab {
             .ok_or_else(|| format!("no host of `{service}` behind `{hub}`"))
     }
 
+    /// Hands the host of `service` behind `hub` over to a server process of its own
+    /// (`signpost-lab serve`, in that namespace, on the same ports) instead of the lab's
+    /// in-process servers, so that a test can kill the server while the host stays up: the host
+    /// then refuses TCP with RSTs and UDP with ICMP port unreachable, as a host whose server
+    /// died does. Call it again to start a new server after a kill.
+    pub fn serve_as_process(&mut self, service: &str, hub: &str) -> Result<Child, String> {
+        let i = self
+            .plan
+            .hosts
+            .iter()
+            .position(|h| h.router == hub && h.services.iter().any(|s| s == service))
+            .ok_or_else(|| format!("no host of `{service}` behind `{hub}`"))?;
+        if let Some(s) = self.servers.get_mut(i) {
+            s.stop();
+        }
+        let ns = self
+            .ns
+            .hosts
+            .get(i)
+            .ok_or_else(|| format!("no namespace for the host of `{service}`"))?;
+        let (tcp, udp) = split_ports(&self.plan.hosts[i].ports);
+        let mut cmd = Command::new(binary("signpost-lab")?);
+        cmd.args(["serve", "--netns", &ns.name]);
+        for p in tcp {
+            cmd.args(["--tcp", &p.to_string()]);
+        }
+        for p in udp {
+            cmd.args(["--udp", &p.to_string()]);
+        }
+        let mut child = Child::spawn(&format!("{service}-server@{hub}"), cmd)?;
+        child.wait_for_line("serving", Duration::from_secs(10))?;
+        Ok(child)
+    }
+
     /// The transit namespace (`internet`, or `carrier` when the manifests have one).
     pub fn transit(&self, transit: Transit) -> Result<&Namespace, String> {
         match transit {

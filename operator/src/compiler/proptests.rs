@@ -86,6 +86,7 @@ fn service(n: &'static str) -> impl Strategy<Value = Service> {
                         .collect(),
                     traffic_class: TrafficClass::BestEffort,
                     load_balancing: LoadBalancing::Proximity,
+                    health_check: None,
                 },
             )
         })

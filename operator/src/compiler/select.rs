@@ -523,6 +523,14 @@ pub fn service(w: &World, name: &str) -> Option<pb::Service> {
         locations,
         traffic_class: traffic_class(spec.traffic_class) as i32,
         load_balancing: load_balancing(spec.load_balancing) as i32,
+        health_check: spec.health_check.as_ref().map(|h| pb::HealthCheck {
+            disabled: h.disabled,
+            interval_ms: h.interval_ms.unwrap_or(0),
+            timeout_ms: h.timeout_ms.unwrap_or(0),
+            unhealthy_threshold: h.unhealthy_threshold.unwrap_or(0),
+            healthy_threshold: h.healthy_threshold.unwrap_or(0),
+            port: h.port.map_or(0, u32::from),
+        }),
     })
 }
 

@@ -55,6 +55,43 @@ pub struct ServiceSpec {
     /// How sessions are spread across locations.
     #[serde(default)]
     pub load_balancing: LoadBalancing,
+    /// How the routers that front the service check that its servers answer. Unset: every
+    /// second, down after 3 misses, up after 2 answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// Probes of each location's real addresses from the router that fronts it: ICMP echo, and
+/// for a service with a TCP transport a half-open TCP connection (SYN, then RST to the
+/// SYN-ACK), which decides. A location whose addresses are all down is reported to every peer,
+/// which sends new sessions to another location and re-establishes live ones there.
+#[derive(KubeSchema, Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.timeoutMs) || self.timeoutMs <= (has(self.intervalMs) ? self.intervalMs : 1000)").message("timeoutMs must not exceed intervalMs (default 1000)"))]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Off: a location counts as healthy whenever its router is reachable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Time between probes, milliseconds (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 60000))]
+    pub interval_ms: Option<u32>,
+    /// How long an answer may take, milliseconds (default: the interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub timeout_ms: Option<u32>,
+    /// Consecutive misses before an address is down (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub unhealthy_threshold: Option<u32>,
+    /// Consecutive answers before it is up again (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub healthy_threshold: Option<u32>,
+    /// The TCP port to probe (default: the service's first TCP port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
 }
 
 /// A protocol and the destination ports the service listens on.

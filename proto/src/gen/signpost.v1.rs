@@ -166,6 +166,34 @@ pub struct Service {
     pub traffic_class: i32,
     #[prost(enumeration = "LoadBalancing", tag = "7")]
     pub load_balancing: i32,
+    /// How a router that fronts the service probes its location's addresses; unset: the
+    /// defaults (every 1 s, down after 3 misses, up after 2 answers).
+    #[prost(message, optional, tag = "8")]
+    pub health_check: ::core::option::Option<HealthCheck>,
+}
+/// Probes of a service location's real addresses from the router that fronts it: ICMP echo,
+/// and for a service with a TCP transport a half-open TCP connection to `port` (SYN, then RST
+/// to the SYN-ACK), which decides. Zero means the default.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HealthCheck {
+    /// Off: the location counts as healthy whenever its router is reachable.
+    #[prost(bool, tag = "1")]
+    pub disabled: bool,
+    /// Time between probes (default 1000).
+    #[prost(uint32, tag = "2")]
+    pub interval_ms: u32,
+    /// How long an answer may take (default: the interval).
+    #[prost(uint32, tag = "3")]
+    pub timeout_ms: u32,
+    /// Consecutive misses before an address is down (default 3).
+    #[prost(uint32, tag = "4")]
+    pub unhealthy_threshold: u32,
+    /// Consecutive answers before it is up again (default 2).
+    #[prost(uint32, tag = "5")]
+    pub healthy_threshold: u32,
+    /// The TCP port to probe (default: the service's first TCP port; none: ICMP only).
+    #[prost(uint32, tag = "6")]
+    pub port: u32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Transport {
@@ -1233,6 +1261,29 @@ pub struct ListPathsRequest {}
 pub struct ListPathsResponse {
     #[prost(message, repeated, tag = "1")]
     pub paths: ::prost::alloc::vec::Vec<PathStatus>,
+    /// Service-location health: of the locations this router fronts (probed here) and of its
+    /// peers' (as their health messages report them).
+    #[prost(message, repeated, tag = "2")]
+    pub locations: ::prost::alloc::vec::Vec<LocationHealth>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LocationHealth {
+    #[prost(string, tag = "1")]
+    pub service: ::prost::alloc::string::String,
+    /// The router that fronts the location.
+    #[prost(string, tag = "2")]
+    pub router: ::prost::alloc::string::String,
+    /// The probed address (this router's own locations); empty for a peer's report.
+    #[prost(string, tag = "3")]
+    pub address: ::prost::alloc::string::String,
+    #[prost(enumeration = "LocationState", tag = "4")]
+    pub state: i32,
+    /// What the last probes or reports said, in words.
+    #[prost(string, tag = "5")]
+    pub detail: ::prost::alloc::string::String,
+    /// Milliseconds since the state last changed (or since the report, for a peer's).
+    #[prost(uint64, tag = "6")]
+    pub since_ms: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetCountersRequest {
@@ -1273,6 +1324,35 @@ pub struct ExplainResponse {
     /// Each step of the decision in plain words.
     #[prost(string, repeated, tag = "8")]
     pub steps: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum LocationState {
+    Unspecified = 0,
+    Up = 1,
+    Down = 2,
+}
+impl LocationState {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "LOCATION_STATE_UNSPECIFIED",
+            Self::Up => "LOCATION_STATE_UP",
+            Self::Down => "LOCATION_STATE_DOWN",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "LOCATION_STATE_UNSPECIFIED" => Some(Self::Unspecified),
+            "LOCATION_STATE_UP" => Some(Self::Up),
+            "LOCATION_STATE_DOWN" => Some(Self::Down),
+            _ => None,
+        }
+    }
 }
 /// Generated client implementations.
 pub mod admin_client {

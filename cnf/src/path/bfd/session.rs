@@ -26,7 +26,10 @@
 //! reports each Final as [`Event::RoundTrip`]: the round-trip time from the Poll it answered
 //! and how many earlier Polls of the sequence went unanswered (lost round trips). When a
 //! sequence carried several Polls, the answered one is the Poll whose age best matches the
-//! smoothed round-trip time (the first one before any estimate exists).
+//! smoothed round-trip time (the first one before any estimate exists). Only sequences that
+//! began while Up and ended while still Up measure: a Final answering a Poll sent before a cut
+//! (or at the slow rate while Down) would report the outage as a round trip of the path that
+//! came back, and the smoothed round trip is forgotten when the session leaves Up.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -83,6 +86,10 @@ struct Poll {
     sent: Vec<Instant>,
     /// Polls sent in all.
     count: u32,
+    /// The sequence measures the round trip: it began while Up and the session stayed Up. A
+    /// Final for a Poll sent before a cut (or at the slow rate while Down) says nothing about
+    /// the path that came back.
+    measures: bool,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -265,8 +272,16 @@ impl Session {
             diagnostic,
         });
         if to != State::Up {
-            // No probes outside Up; a sequence in flight ends without a sample.
+            // No probes outside Up; a sequence in flight ends without a sample, and what was
+            // learnt of the round trip belongs to the path that went away.
             self.next_probe = None;
+            if let Some(p) = &mut self.poll {
+                p.measures = false;
+                p.sent.clear();
+            }
+            self.strays = 0;
+            self.strays_until = None;
+            self.srtt = None;
         } else {
             self.next_probe = Some(now);
         }
@@ -478,12 +493,15 @@ impl Session {
             self.strays = 0;
         }
         if (self.poll_wanted || probe_due) && self.poll.is_none() {
-            self.poll = Some(Poll::default());
+            self.poll = Some(Poll {
+                measures: self.state == State::Up,
+                ..Poll::default()
+            });
             self.poll_wanted = false;
         }
         let poll = match &mut self.poll {
             Some(p) => {
-                if p.sent.len() < POLLS_REMEMBERED {
+                if p.measures && p.sent.len() < POLLS_REMEMBERED {
                     p.sent.push(now);
                 }
                 p.count += 1;
@@ -562,6 +580,17 @@ mod tests {
 
     fn events(s: &mut Session) -> Vec<Event> {
         std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    /// The round trips (rtt, lost) among `s`'s events.
+    fn round_trips(s: &mut Session) -> Vec<(Duration, u32)> {
+        events(s)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::RoundTrip { rtt, lost } => Some((rtt, lost)),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -695,13 +724,7 @@ mod tests {
         };
         let mut p = Pair::new(probe, SessionConfig::default(), 7 * MS);
         p.run(Duration::from_secs(5));
-        let rtts: Vec<_> = events(&mut p.a)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::RoundTrip { rtt, lost } => Some((rtt, lost)),
-                _ => None,
-            })
-            .collect();
+        let rtts = round_trips(&mut p.a);
         // Every ~44 ms a probe: about 100 in 5 s once Up.
         assert!(rtts.len() > 60, "{}", rtts.len());
         // 7 ms each way, answered within the 1 ms step of arrival.
@@ -717,6 +740,33 @@ mod tests {
         assert!(
             b_polls <= 2,
             "b polls only when its intervals change: {b_polls}"
+        );
+    }
+
+    #[test]
+    fn a_poll_left_unanswered_by_a_cut_gives_no_sample_when_the_path_returns() {
+        let probe = SessionConfig {
+            probe: true,
+            ..SessionConfig::default()
+        };
+        let mut p = Pair::new(probe, SessionConfig::default(), 5 * MS);
+        p.run(Duration::from_secs(5));
+        assert_eq!(p.a.state(), State::Up);
+        events(&mut p.a);
+        // Cut both ways for 5 s: a goes Down with Polls of its last sequence unanswered.
+        p.cut_to_a = true;
+        p.cut_to_b = true;
+        p.run(Duration::from_secs(5));
+        assert_eq!(p.a.state(), State::Down);
+        p.cut_to_a = false;
+        p.cut_to_b = false;
+        p.run(Duration::from_secs(5));
+        assert_eq!(p.a.state(), State::Up);
+        let rtts = round_trips(&mut p.a);
+        assert!(rtts.len() > 30, "probing resumed: {}", rtts.len());
+        assert!(
+            rtts.iter().all(|&(rtt, lost)| rtt <= 12 * MS && lost == 0),
+            "only round trips of the path that came back: {rtts:?}"
         );
     }
 
