@@ -24,6 +24,7 @@
 
 pub mod af_packet;
 mod counters;
+pub mod fastpath;
 pub mod l3;
 pub mod memory;
 pub(crate) mod sys;
