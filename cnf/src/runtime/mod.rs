@@ -219,6 +219,7 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.metadata_sent += from.metadata_sent;
     into.metadata_received += from.metadata_received;
     into.local += from.local;
+    into.fast_path += from.fast_path;
 }
 
 /// The running data plane. Dropping it stops the workers.
