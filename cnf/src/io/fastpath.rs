@@ -30,6 +30,9 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use super::sys;
+use crate::packet::MacAddress;
+use crate::pipeline::offload::Rewrite;
+use crate::session::FlowKey;
 
 /// The eBPF object `cnf/build.rs` compiled from `cnf/bpf/fastpath.c`.
 pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fastpath.o"));
@@ -81,6 +84,69 @@ pub struct OffloadEntry {
 
 const _: () = assert!(size_of::<OffloadKey>() == 20);
 const _: () = assert!(size_of::<OffloadEntry>() == 72);
+
+impl OffloadKey {
+    /// A session direction as it arrives on interface `ifindex`; `None` for a non-IPv4 key.
+    pub fn new(ifindex: u32, key: &FlowKey) -> Option<OffloadKey> {
+        let (src, dst) = key.v4_addrs()?;
+        Some(OffloadKey {
+            ifindex,
+            src,
+            dst,
+            src_port: key.src_port().to_be_bytes(),
+            dst_port: key.dst_port().to_be_bytes(),
+            protocol: key.protocol(),
+            pad: [0; 3],
+        })
+    }
+}
+
+/// The link-layer side of a rewrite, which the runtime knows and the pipeline does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The ingress port's address.
+    pub in_mac: MacAddress,
+    /// The egress port (its key in `devices`) and its address.
+    pub egress_port: u32,
+    pub src_mac: MacAddress,
+    /// The next hop's address.
+    pub dst_mac: MacAddress,
+}
+
+impl OffloadEntry {
+    /// The entry for `rewrite` over `link`, counters zero; `None` for a non-IPv4 target.
+    pub fn new(rewrite: &Rewrite, link: &Link, owner: u64) -> Option<OffloadEntry> {
+        let (src, dst) = rewrite.target.v4_addrs()?;
+        Some(OffloadEntry {
+            src,
+            dst,
+            src_port: rewrite.target.src_port().to_be_bytes(),
+            dst_port: rewrite.target.dst_port().to_be_bytes(),
+            vlan: rewrite.egress.vlan.unwrap_or(0) & 0x0fff,
+            max_len: rewrite.max_len,
+            dst_mac: link.dst_mac.0,
+            src_mac: link.src_mac.0,
+            in_mac: link.in_mac.0,
+            dscp: rewrite.dscp.map_or(NO_DSCP, |d| d & 0x3f),
+            pad: 0,
+            egress_port: link.egress_port,
+            owner,
+            packets: 0,
+            bytes: 0,
+            last_seen_ns: 0,
+        })
+    }
+
+    /// The entry without its counters, to compare what is installed with what should be.
+    pub fn rewrite_part(&self) -> OffloadEntry {
+        OffloadEntry {
+            packets: 0,
+            bytes: 0,
+            last_seen_ns: 0,
+            ..*self
+        }
+    }
+}
 
 /// `OffloadEntry::dscp` for "leave the DS field alone".
 pub const NO_DSCP: u8 = 0xff;
