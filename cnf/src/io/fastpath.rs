@@ -471,6 +471,11 @@ impl FastPath {
         Ok(fast)
     }
 
+    /// The interface index of `port` (its position in the attached interface list).
+    pub fn ifindex(&self, port: usize) -> Option<u32> {
+        self.attached.get(port).copied()
+    }
+
     /// Installs (or replaces) the entry for `key`.
     pub fn insert(&self, key: &OffloadKey, entry: &OffloadEntry) -> io::Result<()> {
         update(self.sessions, key, entry)
@@ -686,4 +691,9 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: `ts` is a valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// Adds `n` to one of [`FastPath::port_counters`].
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
 }

@@ -435,6 +435,8 @@ pub struct IoConfig {
     pub batch_size: u32,
     pub idle: IdlePolicy,
     pub tx_kick: TxKick,
+    /// Attach the in-kernel fast path ([`fastpath`]) before the AF_XDP sockets: AF_XDP only.
+    pub fast_path: bool,
 }
 
 impl IoConfig {
@@ -449,12 +451,21 @@ impl IoConfig {
             batch_size: 64,
             idle: IdlePolicy::default(),
             tx_kick: TxKick::default(),
+            fast_path: false,
         }
     }
 
     /// Checks the settings against each other; the error names the setting to change.
     pub fn validate(&self) -> Result<(), IoError> {
         let bad = |what: String| Err(IoError::Config(what));
+        if self.fast_path && self.driver == DriverChoice::AfPacket {
+            return bad(
+                "the fast path needs the AF_XDP driver (its XDP program hands every other \
+                 packet to the AF_XDP sockets); use the xdp or auto driver, or turn the fast \
+                 path off"
+                    .into(),
+            );
+        }
         if self.interfaces.is_empty() {
             return bad("no interfaces: list at least one".into());
         }
@@ -581,11 +592,18 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     workers: Vec<(u32, JoinHandle<Result<(), IoError>>)>,
     counters: Vec<QueuePort>,
+    /// Detached when the last holder drops it, after the workers closed their sockets.
+    fast_path: Option<Arc<fastpath::FastPath>>,
 }
 
 impl Running {
     pub fn driver(&self) -> DriverKind {
         self.driver
+    }
+
+    /// The in-kernel fast path, when it was asked for ([`IoConfig::fast_path`]).
+    pub fn fast_path(&self) -> Option<&Arc<fastpath::FastPath>> {
+        self.fast_path.as_ref()
     }
 
     /// Every (queue, port) and its counters.
@@ -644,7 +662,18 @@ where
 {
     config.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let fast_path = if config.fast_path {
+        let fast = fastpath::FastPath::attach(&config.interfaces).map_err(|e| IoError::Xdp {
+            interface: config.interfaces.join(","),
+            why: e.to_string(),
+        })?;
+        Some(Arc::new(fast))
+    } else {
+        None
+    };
     let use_xdp = match config.driver {
+        // The fast path's program sends what it does not forward to AF_XDP sockets only.
+        _ if fast_path.is_some() => Some(xdp::open(config)?),
         DriverChoice::AfPacket => None,
         DriverChoice::Xdp => Some(xdp::open(config)?),
         DriverChoice::Auto => match xdp::open(config) {
@@ -692,6 +721,7 @@ where
         stop,
         workers,
         counters,
+        fast_path,
     })
 }
 

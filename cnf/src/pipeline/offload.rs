@@ -266,10 +266,11 @@ impl Pipeline {
 
     /// Adds what the kernel forwarded for one direction of session `id` since the last call:
     /// the session's idle timer moves to `last_seen` (when later than what it has), its bytes
-    /// and the pipeline's forwarded-packet counters grow.
+    /// and the pipeline's forwarded-packet counters grow. `None` for a session that has left
+    /// the table (its slot may hold another one already): only the counters grow.
     pub fn offload_account(
         &mut self,
-        id: SessionId,
+        id: Option<SessionId>,
         rewrite: &Rewrite,
         packets: u64,
         bytes: u64,
@@ -278,8 +279,10 @@ impl Pipeline {
         if packets == 0 {
             return;
         }
-        self.sessions
-            .add_forwarded_elsewhere(id, last_seen, rewrite.reply, bytes);
+        if let Some(id) = id {
+            self.sessions
+                .add_forwarded_elsewhere(id, last_seen, rewrite.reply, bytes);
+        }
         match rewrite.egress.interface {
             Interface::Wan(_) => self.counters.to_wan += packets,
             Interface::Lan(_) => self.counters.to_lan += packets,
@@ -529,7 +532,7 @@ mod tests {
         for _ in 0..6 {
             t += udp_timeout / 2;
             pair.edge
-                .offload_account(id, &plan.rewrites[0], 10, 1000, t);
+                .offload_account(Some(id), &plan.rewrites[0], 10, 1000, t);
             pair.edge.poll_timers(t + Duration::from_millis(1), 1 << 20);
             assert!(
                 pair.edge.sessions().get(id).is_some(),
