@@ -10,6 +10,7 @@
 //!   none expired. Once quiet it expires and its entries leave the kernel.
 //! - A flow no policy allows (`vault`) stays denied: the program has no entry for it, punts it,
 //!   and the pipeline drops it.
+//! - Stopped (SIGTERM), each router detaches its program from its devices.
 //!
 //! The endpoints' veths have GRO on: a veth accepts XDP-redirected frames only when its peer
 //! has NAPI (GRO or an XDP program), see README "The in-kernel fast path". Needs root; without
@@ -276,4 +277,19 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
         std::thread::sleep(Duration::from_millis(200));
     }
     running.store(false, Ordering::Relaxed);
+
+    // Stopped, each router detaches its program from its devices.
+    for (_, router) in &mut pair.routers {
+        router.stop(Duration::from_secs(5));
+    }
+    for (name, ns) in [("edge", &pair.edge), ("hub", &pair.hub)] {
+        for dev in ["wan0", "lan0"] {
+            let out = ns.ip(&["link", "show", "dev", dev]).expect("ip link");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !text.contains("prog/xdp"),
+                "{name} {dev}: the XDP program stayed attached:\n{text}"
+            );
+        }
+    }
 }
