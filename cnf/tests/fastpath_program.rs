@@ -7,6 +7,10 @@
 //! framing) sends, on the interface and VLAN the pipeline chose; a frame it punts must leave
 //! the program unchanged, counted under the expected reason, for the pipeline to handle.
 //!
+//! A last test attaches the program to a veth in a namespace of its own, leaves it attached
+//! as a crashed router would, and checks that the next fast path replaces it and that a router
+//! without the fast path detaches it.
+//!
 //! Needs root (or CAP_BPF + CAP_NET_ADMIN) to load the program; elsewhere it prints why it
 //! skipped and passes. It uses the loopback interface of the test's own network namespace as
 //! the ingress and egress device of `BPF_PROG_TEST_RUN` (nothing is sent).
@@ -553,4 +557,58 @@ fn the_pipeline_drops_what_the_program_declined_to_judge() {
     let big = packet_for(&r, "", &[0x55; 1480]);
     let (a, _) = run(&mut pair.edge, pair.now, POS, &big);
     assert_eq!(a, Action::Drop(DropReason::ExceedsMtu));
+}
+
+/// The program as a crashed router leaves it: attached, never detached. A new fast path
+/// replaces it; a router without the fast path detaches it (so its stale `sessions` cannot go
+/// on forwarding); a clean stop detaches it.
+#[test]
+fn a_program_left_by_a_crashed_router_is_replaced_or_detached() {
+    if let Some(why) = signpost_e2e::available() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let a = signpost_e2e::Namespace::create("fpa").expect("namespace");
+    let b = signpost_e2e::Namespace::create("fpb").expect("namespace");
+    a.veth("wan0", &b, "peer0").expect("veth");
+    let attached = |ns: &signpost_e2e::Namespace| {
+        let out = ns.ip(&["link", "show", "dev", "wan0"]).expect("ip link");
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    };
+    let devices = vec!["wan0".to_string()];
+    let d = devices.clone();
+    signpost_e2e::in_namespace(&a, move || {
+        let crashed = FastPath::attach(&d).map_err(|e| e.to_string())?;
+        std::mem::forget(crashed);
+        Ok(())
+    })
+    .join()
+    .expect("thread")
+    .expect("first attach");
+    assert!(attached(&a), "left attached, as after a crash");
+    let d = devices.clone();
+    signpost_e2e::in_namespace(&a, move || {
+        let again = FastPath::attach(&d).map_err(|e| e.to_string())?;
+        drop(again);
+        Ok(())
+    })
+    .join()
+    .expect("thread")
+    .expect("a new fast path replaces the stale program");
+    assert!(!attached(&a), "a clean stop detaches");
+    let d = devices.clone();
+    signpost_e2e::in_namespace(&a, move || {
+        std::mem::forget(FastPath::attach(&d).map_err(|e| e.to_string())?);
+        // SAFETY: a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(c"wan0".as_ptr()) };
+        signpost_cnf::io::fastpath::clear_stale("wan0", index);
+        Ok(())
+    })
+    .join()
+    .expect("thread")
+    .expect("stale fast path");
+    assert!(
+        !attached(&a),
+        "without the fast path, a stale one is detached"
+    );
 }
