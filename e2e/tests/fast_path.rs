@@ -11,6 +11,9 @@
 //! - A flow no policy allows (`vault`) stays denied: the program has no entry for it, punts it,
 //!   and the pipeline drops it.
 //! - Stopped (SIGTERM), each router detaches its program from its devices.
+//! - With a second WAN (LTE) beside broadband: broadband is cut under a busy offloaded session;
+//!   its entries leave the kernel when the path monitor marks the path down, its next packet
+//!   moves it to LTE (the hub re-binds it, no new session) and it returns to the kernel there.
 //!
 //! The endpoints' veths have GRO on: a veth accepts XDP-redirected frames only when its peer
 //! has NAPI (GRO or an XDP program), see README "The in-kernel fast path". Needs root; without
@@ -100,13 +103,30 @@ fn exchange(
     count: u32,
     gap: Duration,
 ) -> Result<u32, String> {
-    in_namespace(&pair.client, move || {
+    exchange_in(&pair.client.name, sport, to, count, gap).map(|(n, _)| n)
+}
+
+/// [`exchange`] in namespace `ns`: the answers and the longest time without one.
+fn exchange_in(
+    ns: &str,
+    sport: u16,
+    to: SocketAddr,
+    count: u32,
+    gap: Duration,
+) -> Result<(u32, Duration), String> {
+    in_namespace(ns, move || {
         let socket = UdpSocket::bind((CLIENT, sport)).map_err(|e| e.to_string())?;
         socket
             .set_read_timeout(Some(Duration::from_millis(1)))
             .map_err(|e| e.to_string())?;
         let mut answered = 0;
         let mut buf = [0u8; 256];
+        let (mut last, mut longest) = (Instant::now(), Duration::ZERO);
+        let mut answer = |answered: &mut u32| {
+            *answered += 1;
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+        };
         for i in 0..count {
             let started = Instant::now();
             socket
@@ -114,17 +134,17 @@ fn exchange(
                 .map_err(|e| e.to_string())?;
             while started.elapsed() < gap {
                 if socket.recv_from(&mut buf).is_ok() {
-                    answered += 1;
+                    answer(&mut answered);
                 }
             }
         }
         let end = Instant::now() + Duration::from_millis(300);
         while Instant::now() < end {
             if socket.recv_from(&mut buf).is_ok() {
-                answered += 1;
+                answer(&mut answered);
             }
         }
-        Ok(answered)
+        Ok((answered, longest))
     })
     .join()
     .map_err(|_| "client thread panicked".to_string())?
@@ -292,4 +312,136 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
             );
         }
     }
+}
+
+/// Both routers with a second WAN (`wan1`, vector `lte`), broadband preferred.
+fn two_path_routers() -> String {
+    let edge_lte = "    - {name: lte, role: wan, device: wan1, addresses: [198.51.100.11/24], neighborhood: carrier, vector: lte}\n";
+    let hub_lte = "    - {name: carrier, role: wan, device: wan1, addresses: [198.51.100.1/24], neighborhood: carrier, vector: lte}\n";
+    let edge_wan = "    - {name: broadband, role: wan, device: wan0, addresses: [192.0.2.11/24], neighborhood: internet, vector: broadband}\n";
+    let hub_wan = "    - {name: internet, role: wan, device: wan0, addresses: [192.0.2.1/24], neighborhood: internet, vector: internet}\n";
+    routers()
+        .replace(edge_wan, &format!("{edge_wan}{edge_lte}"))
+        .replace(hub_wan, &format!("{hub_wan}{hub_lte}"))
+}
+
+const FAILOVER_POLICY: &str = r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Tenant
+metadata: {name: pos}
+spec: {networks: [pos]}
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Service
+metadata: {name: telemetry}
+spec:
+  addresses: [10.255.1.20/32]
+  transports: [{protocol: udp, ports: [{port: 5140}]}]
+  locations: [{router: hub-1, addresses: [10.100.1.10]}]
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Policy
+metadata: {name: pos-telemetry}
+spec: {tenants: [pos], services: [telemetry], security: none, pathPreference: [broadband, lte]}
+"#;
+
+#[test]
+fn an_offloaded_session_leaves_the_kernel_when_its_path_fails_and_returns_on_the_next() {
+    if let Some(why) = available() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let mut pair = RouterPair::up().expect("namespaces");
+    pair.add_second_wan().expect("second WAN");
+    let routers = two_path_routers();
+    assert!(routers.contains("wan1"), "manifests name the second WAN");
+    pair.write_manifests(&[
+        ("routers.yaml", &routers),
+        ("services.yaml", FAILOVER_POLICY),
+    ])
+    .expect("manifests");
+    pair.client
+        .exec("ethtool", &["-K", "cl0", "gro", "on"])
+        .expect("gro on cl0");
+    pair.server
+        .exec("ethtool", &["-K", "srv0", "gro", "on"])
+        .expect("gro on srv0");
+    pair.start_routers("store-1", "hub-1", &["--fast-path".into(), "on".into()])
+        .expect("routers start");
+    let running = Arc::new(AtomicBool::new(true));
+    echo_server(&pair, running.clone()).expect("echo server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while exchange(&pair, 4999, TELEMETRY, 1, Duration::from_millis(200)).unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "telemetry never answered\n{}",
+            pair.logs()
+        );
+    }
+
+    // 10 s of echoes 5 ms apart; broadband is cut after 3 s.
+    let client = pair.client.name.clone();
+    let flow = std::thread::spawn(move || {
+        exchange_in(&client, 5000, TELEMETRY, 2000, Duration::from_millis(5))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let before = Metrics::parse(&RouterPair::scrape(&pair.edge).expect("edge metrics"));
+    let on_lte_before = before.sum(
+        "signpost_interface_tx_packets_total",
+        &[("interface", "wan1")],
+    );
+    pair.hub
+        .ip(&["link", "set", "wan0", "down"])
+        .expect("cut broadband");
+    let (answered, longest) = flow.join().expect("client").expect("exchange");
+    std::thread::sleep(Duration::from_millis(600));
+    let edge = Metrics::parse(&RouterPair::scrape(&pair.edge).expect("edge metrics"));
+    let hub = Metrics::parse(&RouterPair::scrape(&pair.hub).expect("hub metrics"));
+    let on_lte = edge.sum(
+        "signpost_interface_tx_packets_total",
+        &[("interface", "wan1")],
+    ) - on_lte_before;
+    let in_kernel = |m: &Metrics| {
+        m.sum(
+            "signpost_fast_path_total",
+            &[("event", "forwarded-packets")],
+        )
+    };
+    println!(
+        "answered {answered}/2000, longest gap {longest:?}; edge: {:.0} in the kernel, {on_lte:.0} \
+         sent on LTE after the cut; hub: {:.0} in the kernel, rebound {:.0}",
+        in_kernel(&edge),
+        in_kernel(&hub),
+        hub.sum("signpost_session_events_total", &[("event", "rebound")])
+    );
+    assert!(
+        answered >= 1800,
+        "answered {answered} of 2000\n{}",
+        pair.logs()
+    );
+    assert!(
+        longest < Duration::from_secs(2),
+        "the flow stopped for {longest:?} after the cut"
+    );
+    assert_eq!(
+        edge.sum("signpost_session_events_total", &[("event", "created")]),
+        2.0,
+        "the session moved, it was not opened again"
+    );
+    assert!(
+        hub.sum("signpost_session_events_total", &[("event", "rebound")]) >= 1.0,
+        "the hub re-bound the session to the new path"
+    );
+    // Offloaded again on LTE: what left on wan1 after the cut went mostly through the kernel.
+    assert!(
+        on_lte >= 1000.0,
+        "only {on_lte} packets left on LTE after the cut"
+    );
+    assert_eq!(edge.sum("signpost_fast_path_sessions", &[]), 1.0);
+    assert!(
+        in_kernel(&edge) >= 3000.0,
+        "edge: {} in the kernel",
+        in_kernel(&edge)
+    );
+    running.store(false, Ordering::Relaxed);
 }
