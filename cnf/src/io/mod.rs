@@ -9,7 +9,10 @@
 //! - [`xdp`]: AF_XDP (crate `afxdp`), one socket per (interface, queue), one worker thread per
 //!   queue, frames forwarded between ports without a user-space copy;
 //! - [`af_packet`]: AF_PACKET with `recvmmsg`/`sendmmsg`, for hosts where AF_XDP is unavailable;
-//! - [`memory`]: queues of owned frames, for tests and benchmarks of the pipeline.
+//! - [`memory`]: queues of owned frames, for tests and benchmarks of the pipeline;
+//! - [`fastpath`]: not a driver but beside AF_XDP: the router's own XDP program, attached
+//!   before the sockets when [`IoConfig::fast_path`] is set, which forwards offloaded sessions
+//!   in the kernel and hands everything else to the sockets.
 //!
 //! [`start`] opens the configured driver (or, with [`DriverChoice::Auto`], AF_XDP and then
 //! AF_PACKET, saying why with one `tracing::warn!`) and returns a [`Running`] handle with the

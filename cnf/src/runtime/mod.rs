@@ -21,6 +21,9 @@
 //!   Ethernet/802.1Q headers, answers ARP for the router's addresses, resolves next hops with
 //!   its own ARP ([`neighbor`]), and answers ICMP echo to the router. Router-originated frames
 //!   leave through [`raw::RawSenders`].
+//! - With the fast path on ([`io::IoConfig::fast_path`]), each worker also keeps the kernel's
+//!   session map in line with its pipeline ([`offload`]): the housekeeping thread and the path
+//!   monitor call [`worker::Worker::sync_fast_path`].
 //!
 //! Deployment notes. The router's devices should carry no kernel IP addresses (the config
 //! holds them): with AF_XDP the kernel never sees the traffic anyway, and with the AF_PACKET
