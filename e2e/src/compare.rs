@@ -141,6 +141,7 @@ pub fn run(options: &CompareOptions) -> Result<String, String> {
         extra_manifests: vec![("compare.yaml".into(), manifest("none"))],
         ..LabOptions::default()
     })?;
+    let shaped_to = broadband_capacity(&lab);
     let targets = Targets {
         voice: lab.target("compare-voice", Proto::Udp)?,
         api: lab.target("compare-api", Proto::Tcp)?,
@@ -186,7 +187,7 @@ pub fn run(options: &CompareOptions) -> Result<String, String> {
     drop(vpn);
     drop(lab);
 
-    let table = report(&rows, options);
+    let table = report(&rows, options, shaped_to.as_deref());
     let file = options.out_dir.join("compare.txt");
     std::fs::write(&file, &table).map_err(|e| format!("{}: {e}", file.display()))?;
     println!("\n{table}\ntable: {}", file.display());
@@ -511,7 +512,22 @@ fn kernel_routing(lab: &RetailLab) -> Result<Kernel, String> {
     })
 }
 
-fn report(rows: &[Row], options: &CompareOptions) -> String {
+/// The capacity the store's router shapes its broadband link to (its Router's `capacity`).
+fn broadband_capacity(lab: &RetailLab) -> Option<String> {
+    lab.intent
+        .routers
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some(STORE))?
+        .spec
+        .interfaces
+        .iter()
+        .find(|i| i.name.as_str() == "broadband")?
+        .capacity
+        .clone()
+}
+
+/// The table; `shaped_to` is the capacity Signpost shapes the store's broadband to.
+fn report(rows: &[Row], options: &CompareOptions, shaped_to: Option<&str>) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -582,5 +598,13 @@ fn report(rows: &[Row], options: &CompareOptions) -> String {
         .filter_map(|r| r.mbps.map(|m| format!("{} {m:.0} Mbit/s", r.carrier)))
         .collect();
     let _ = writeln!(t, "bulk throughput: {}", bulk.join(", "));
+    if let Some(capacity) = shaped_to {
+        let _ = writeln!(
+            t,
+            "  Signpost shapes {STORE}'s broadband to its Router's capacity ({capacity}: the QoS \
+             scheduler's link rate, so the critical class keeps its latency); the overlays run \
+             unshaped on the veths"
+        );
+    }
     t
 }

@@ -1236,10 +1236,13 @@ pub struct SessionInfo {
     pub path_id: ::prost::alloc::string::String,
     #[prost(enumeration = "SecurityMode", tag = "8")]
     pub security: i32,
+    /// Not tracked yet, always 0: a per-session packet count and start time would take the
+    /// session slot past its 256-byte memory budget. `bytes` and `idle_ms` are measured.
     #[prost(uint64, tag = "9")]
     pub packets: u64,
     #[prost(uint64, tag = "10")]
     pub bytes: u64,
+    /// Not tracked yet, always 0 (see `packets`).
     #[prost(uint64, tag = "11")]
     pub age_ms: u64,
     #[prost(uint64, tag = "12")]
