@@ -1,5 +1,5 @@
 //! The XDP fast path against the pipeline, packet by packet: the testbed's store edge and hub
-//! (`pipeline::testbed`, security `none`) establish a UDP and a TCP session through the
+//! (`pipeline::testbed`, security `none`, packets from its builders `udp_v4` / `tcp_v4`) establish a UDP and a TCP session through the
 //! pipeline; each side's [`Pipeline::offload_plan`] is turned into map entries exactly as the
 //! runtime does (`OffloadKey::new`, `OffloadEntry::new`); then every case below runs once
 //! through the loaded program (`BPF_PROG_TEST_RUN`) and once through the pipeline. A frame the
@@ -18,12 +18,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use etherparse::PacketBuilder;
 use signpost_cnf::io::fastpath::{FastPath, Link, OffloadEntry, OffloadKey, Stat};
 use signpost_cnf::packet::{Ipv4Packet, MacAddress};
 use signpost_cnf::pipeline::offload::Rewrite;
 use signpost_cnf::pipeline::testbed::{
-    CLIENT, HUB_LAN, PAYMENTS_VIP, POS, TELEMETRY, WAN0, edge_config, hub_config, run,
+    CLIENT, HUB_LAN, PAYMENTS_VIP, POS, TELEMETRY, WAN0, edge_config, hub_config, run, tcp_v4,
+    udp_v4,
 };
 use signpost_cnf::pipeline::{Action, DropReason, Ingress, Options, Pipeline, Tables};
 use signpost_cnf::session::SessionId;
@@ -52,31 +52,11 @@ fn fast_path() -> Option<FastPath> {
 }
 
 fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ipv4(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut out, payload)
-        .expect("writes");
-    out
+    udp_v4(src, sport, dst, dport, 64, payload)
 }
 
 fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1000, 64240);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(1);
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    if flags.contains('R') {
-        b = b.rst();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).expect("writes");
-    out
+    tcp_v4(src, sport, dst, dport, 64, flags, payload)
 }
 
 /// A packet of the direction `r` matches: its 5-tuple as it arrives.

@@ -325,26 +325,6 @@ fn two_path_routers() -> String {
         .replace(hub_wan, &format!("{hub_wan}{hub_lte}"))
 }
 
-const FAILOVER_POLICY: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Tenant
-metadata: {name: pos}
-spec: {networks: [pos]}
----
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {name: telemetry}
-spec:
-  addresses: [10.255.1.20/32]
-  transports: [{protocol: udp, ports: [{port: 5140}]}]
-  locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Policy
-metadata: {name: pos-telemetry}
-spec: {tenants: [pos], services: [telemetry], security: none, pathPreference: [broadband, lte]}
-"#;
-
 #[test]
 fn an_offloaded_session_leaves_the_kernel_when_its_path_fails_and_returns_on_the_next() {
     if let Some(why) = available() {
@@ -355,11 +335,14 @@ fn an_offloaded_session_leaves_the_kernel_when_its_path_fails_and_returns_on_the
     pair.add_second_wan().expect("second WAN");
     let routers = two_path_routers();
     assert!(routers.contains("wan1"), "manifests name the second WAN");
-    pair.write_manifests(&[
-        ("routers.yaml", &routers),
-        ("services.yaml", FAILOVER_POLICY),
-    ])
-    .expect("manifests");
+    // Broadband preferred, so that the session starts there.
+    let services = SERVICES.replace(
+        "security: none}",
+        "security: none, pathPreference: [broadband, lte]}",
+    );
+    assert!(services.contains("pathPreference"));
+    pair.write_manifests(&[("routers.yaml", &routers), ("services.yaml", &services)])
+        .expect("manifests");
     pair.client
         .exec("ethtool", &["-K", "cl0", "gro", "on"])
         .expect("gro on cl0");

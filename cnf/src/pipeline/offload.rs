@@ -297,35 +297,21 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use etherparse::PacketBuilder;
     use signpost_proto::v1 as pb;
 
     use super::super::testbed::{
-        CLIENT, HUB_LAN, PAYMENTS_VIP, POS, TELEMETRY, WAN0, edge_config, hub_config, run,
+        CLIENT, HUB_LAN, PAYMENTS_VIP, POS, TELEMETRY, WAN0, edge_config, hub_config, run, tcp_v4,
+        udp_v4,
     };
     use super::super::{Action, Options, Tables};
     use super::*;
 
     fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        PacketBuilder::ipv4(src, dst, 64)
-            .udp(sport, dport)
-            .write(&mut out, payload)
-            .expect("writes");
-        out
+        udp_v4(src, sport, dst, dport, 64, payload)
     }
 
     fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
-        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1, 64240);
-        if flags.contains('S') {
-            b = b.syn();
-        }
-        if flags.contains('A') {
-            b = b.ack(1);
-        }
-        let mut out = Vec::new();
-        b.write(&mut out, &[]).expect("writes");
-        out
+        tcp_v4(src, sport, dst, dport, 64, flags, &[])
     }
 
     struct Pair {
