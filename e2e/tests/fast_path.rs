@@ -183,15 +183,9 @@ fn seen(ns: &signpost_e2e::Namespace) -> Result<Seen, String> {
     })
 }
 
-#[test]
-fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new_ones() {
-    if let Some(why) = available() {
-        println!("SKIPPED: {why}");
-        return;
-    }
-    let mut pair = RouterPair::up().expect("namespaces");
-    pair.write_manifests(&[("routers.yaml", &routers()), ("services.yaml", SERVICES)])
-        .expect("manifests");
+/// GRO on the endpoints, both routers with `--fast-path on`, the echo server, and one answered
+/// datagram (from port 4999: a probe session that then idles out) once the configs are in.
+fn start(pair: &mut RouterPair) -> Arc<AtomicBool> {
     // XDP_REDIRECT into a veth needs NAPI on its peer: GRO on the endpoints' ends (the routers'
     // own ends have the fast path's XDP program, which enables it).
     pair.client
@@ -207,17 +201,28 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
         assert!(log.contains("fast_path=true"), "the router says so:\n{log}");
     }
     let running = Arc::new(AtomicBool::new(true));
-    echo_server(&pair, running.clone()).expect("echo server");
-
-    // Until the config is in, the first datagrams may go unanswered.
+    echo_server(pair, running.clone()).expect("echo server");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while exchange(&pair, 4999, TELEMETRY, 1, Duration::from_millis(200)).unwrap_or(0) == 0 {
+    while exchange(pair, 4999, TELEMETRY, 1, Duration::from_millis(200)).unwrap_or(0) == 0 {
         assert!(
             Instant::now() < deadline,
             "telemetry never answered\n{}",
             pair.logs()
         );
     }
+    running
+}
+
+#[test]
+fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new_ones() {
+    if let Some(why) = available() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let mut pair = RouterPair::up().expect("namespaces");
+    pair.write_manifests(&[("routers.yaml", &routers()), ("services.yaml", SERVICES)])
+        .expect("manifests");
+    let running = start(&mut pair);
 
     // Busy for more than twice the idle timeout: 1,600 datagrams 5 ms apart (8 s).
     let count = 1600;
@@ -343,24 +348,7 @@ fn an_offloaded_session_leaves_the_kernel_when_its_path_fails_and_returns_on_the
     assert!(services.contains("pathPreference"));
     pair.write_manifests(&[("routers.yaml", &routers), ("services.yaml", &services)])
         .expect("manifests");
-    pair.client
-        .exec("ethtool", &["-K", "cl0", "gro", "on"])
-        .expect("gro on cl0");
-    pair.server
-        .exec("ethtool", &["-K", "srv0", "gro", "on"])
-        .expect("gro on srv0");
-    pair.start_routers("store-1", "hub-1", &["--fast-path".into(), "on".into()])
-        .expect("routers start");
-    let running = Arc::new(AtomicBool::new(true));
-    echo_server(&pair, running.clone()).expect("echo server");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while exchange(&pair, 4999, TELEMETRY, 1, Duration::from_millis(200)).unwrap_or(0) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "telemetry never answered\n{}",
-            pair.logs()
-        );
-    }
+    let running = start(&mut pair);
 
     // 10 s of echoes 5 ms apart; broadband is cut after 3 s.
     let client = pair.client.name.clone();
