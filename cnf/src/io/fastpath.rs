@@ -78,7 +78,7 @@ pub struct OffloadEntry {
     pub owner: u64,
     pub packets: u64,
     pub bytes: u64,
-    /// `CLOCK_MONOTONIC` nanoseconds of the last packet forwarded.
+    /// `CLOCK_MONOTONIC_COARSE` nanoseconds of the last packet forwarded (tick resolution).
     pub last_seen_ns: u64,
 }
 
@@ -682,14 +682,14 @@ pub fn clear_stale(name: &str, index: u32) {
     detach(index, mode);
 }
 
-/// Nanoseconds of `CLOCK_MONOTONIC`, the clock of `OffloadEntry::last_seen_ns`.
+/// Nanoseconds of `CLOCK_MONOTONIC_COARSE`, the clock of `OffloadEntry::last_seen_ns`.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
