@@ -748,6 +748,26 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn the_fast_path_is_refused_with_af_packet_and_allowed_with_af_xdp() {
+        let mut config = IoConfig::new(["wan0"]);
+        config.fast_path = true;
+        config.driver = DriverChoice::AfPacket;
+        let error = config
+            .validate()
+            .expect_err("AF_PACKET cannot carry the fast path");
+        assert!(
+            error
+                .to_string()
+                .contains("fast path needs the AF_XDP driver"),
+            "{error}"
+        );
+        for driver in [DriverChoice::Xdp, DriverChoice::Auto] {
+            config.driver = driver;
+            assert!(config.validate().is_ok(), "{driver:?}");
+        }
+    }
+
+    #[test]
     fn frame_rejects_a_length_beyond_its_buffer() {
         let mut buf = [0u8; 8];
         assert_eq!(
