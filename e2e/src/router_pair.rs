@@ -144,6 +144,14 @@ impl RouterPair {
         Ok(())
     }
 
+    /// A second WAN link between the routers, `wan1` on both (for manifests that name it: an
+    /// LTE path beside broadband), wired like the first.
+    pub fn add_second_wan(&self) -> Result<(), String> {
+        self.edge.veth("wan1", &self.hub, "wan1")?;
+        self.edge.tx_offload_off("wan1")?;
+        self.hub.tx_offload_off("wan1")
+    }
+
     /// The kernel forwards instead of the routers: addresses, `ip_forward=1`, routes, and the
     /// virtual addresses `vips` on the server (where the hub router would NAT them to).
     pub fn kernel_forwarding(&self, vips: &[&str]) -> Result<(), String> {

@@ -59,6 +59,11 @@ struct Args {
     interfaces: Vec<String>,
     #[arg(long, value_enum, default_value_t = Driver::Auto)]
     driver: Driver,
+    /// Forward established sessions whose packets need only a rewrite (security `none`, no
+    /// rate limit, unshaped WAN) in the kernel with an XDP program (AF_XDP driver only; each
+    /// egress device must accept XDP frames, see README "The in-kernel fast path").
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    fast_path: Switch,
     /// Queue ids to serve, one worker each.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     queues: Vec<u32>,
@@ -99,6 +104,12 @@ enum Driver {
     Auto,
     Xdp,
     AfPacket,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -389,6 +400,24 @@ async fn run_router(args: Args, probes: &Probes) -> Result<(), String> {
         Driver::Xdp => DriverChoice::Xdp,
         Driver::AfPacket => DriverChoice::AfPacket,
     };
+    io.fast_path = args.fast_path == Switch::On;
+    if io.fast_path && io.driver == DriverChoice::AfPacket {
+        let _ = stop_tx.send(true);
+        let _ = control.await;
+        return Err(
+            "--fast-path on needs the AF_XDP driver (--driver xdp or auto): the XDP \
+                    program hands what it does not forward to AF_XDP sockets"
+                .into(),
+        );
+    }
+    if io.fast_path {
+        tracing::info!(
+            "fast path on: established sessions that need only a rewrite are forwarded in the \
+             kernel by the XDP program; everything else comes to user space"
+        );
+    } else {
+        tracing::info!("fast path off: every packet goes through the user-space pipeline");
+    }
     let options = RuntimeOptions {
         io,
         pipeline: runtime::random_options(args.mtu),

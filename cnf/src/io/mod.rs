@@ -9,7 +9,10 @@
 //! - [`xdp`]: AF_XDP (crate `afxdp`), one socket per (interface, queue), one worker thread per
 //!   queue, frames forwarded between ports without a user-space copy;
 //! - [`af_packet`]: AF_PACKET with `recvmmsg`/`sendmmsg`, for hosts where AF_XDP is unavailable;
-//! - [`memory`]: queues of owned frames, for tests and benchmarks of the pipeline.
+//! - [`memory`]: queues of owned frames, for tests and benchmarks of the pipeline;
+//! - [`fastpath`]: not a driver but beside AF_XDP: the router's own XDP program, attached
+//!   before the sockets when [`IoConfig::fast_path`] is set, which forwards offloaded sessions
+//!   in the kernel and hands everything else to the sockets.
 //!
 //! [`start`] opens the configured driver (or, with [`DriverChoice::Auto`], AF_XDP and then
 //! AF_PACKET, saying why with one `tracing::warn!`) and returns a [`Running`] handle with the
@@ -24,6 +27,7 @@
 
 pub mod af_packet;
 mod counters;
+pub mod fastpath;
 pub mod l3;
 pub mod memory;
 pub(crate) mod sys;
@@ -434,6 +438,8 @@ pub struct IoConfig {
     pub batch_size: u32,
     pub idle: IdlePolicy,
     pub tx_kick: TxKick,
+    /// Attach the in-kernel fast path ([`fastpath`]) before the AF_XDP sockets: AF_XDP only.
+    pub fast_path: bool,
 }
 
 impl IoConfig {
@@ -448,12 +454,21 @@ impl IoConfig {
             batch_size: 64,
             idle: IdlePolicy::default(),
             tx_kick: TxKick::default(),
+            fast_path: false,
         }
     }
 
     /// Checks the settings against each other; the error names the setting to change.
     pub fn validate(&self) -> Result<(), IoError> {
         let bad = |what: String| Err(IoError::Config(what));
+        if self.fast_path && self.driver == DriverChoice::AfPacket {
+            return bad(
+                "the fast path needs the AF_XDP driver (its XDP program hands every other \
+                 packet to the AF_XDP sockets); use the xdp or auto driver, or turn the fast \
+                 path off"
+                    .into(),
+            );
+        }
         if self.interfaces.is_empty() {
             return bad("no interfaces: list at least one".into());
         }
@@ -580,11 +595,18 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     workers: Vec<(u32, JoinHandle<Result<(), IoError>>)>,
     counters: Vec<QueuePort>,
+    /// Detached when the last holder drops it, after the workers closed their sockets.
+    fast_path: Option<Arc<fastpath::FastPath>>,
 }
 
 impl Running {
     pub fn driver(&self) -> DriverKind {
         self.driver
+    }
+
+    /// The in-kernel fast path, when it was asked for ([`IoConfig::fast_path`]).
+    pub fn fast_path(&self) -> Option<&Arc<fastpath::FastPath>> {
+        self.fast_path.as_ref()
     }
 
     /// Every (queue, port) and its counters.
@@ -643,7 +665,18 @@ where
 {
     config.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let fast_path = if config.fast_path {
+        let fast = fastpath::FastPath::attach(&config.interfaces).map_err(|e| IoError::Xdp {
+            interface: config.interfaces.join(","),
+            why: e.to_string(),
+        })?;
+        Some(Arc::new(fast))
+    } else {
+        None
+    };
     let use_xdp = match config.driver {
+        // The fast path's program sends what it does not forward to AF_XDP sockets only.
+        _ if fast_path.is_some() => Some(xdp::open(config)?),
         DriverChoice::AfPacket => None,
         DriverChoice::Xdp => Some(xdp::open(config)?),
         DriverChoice::Auto => match xdp::open(config) {
@@ -691,6 +724,7 @@ where
         stop,
         workers,
         counters,
+        fast_path,
     })
 }
 
@@ -712,6 +746,26 @@ fn spawn(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_fast_path_is_refused_with_af_packet_and_allowed_with_af_xdp() {
+        let mut config = IoConfig::new(["wan0"]);
+        config.fast_path = true;
+        config.driver = DriverChoice::AfPacket;
+        let error = config
+            .validate()
+            .expect_err("AF_PACKET cannot carry the fast path");
+        assert!(
+            error
+                .to_string()
+                .contains("fast path needs the AF_XDP driver"),
+            "{error}"
+        );
+        for driver in [DriverChoice::Xdp, DriverChoice::Auto] {
+            config.driver = driver;
+            assert!(config.validate().is_ok(), "{driver:?}");
+        }
+    }
 
     #[test]
     fn frame_rejects_a_length_beyond_its_buffer() {

@@ -437,6 +437,11 @@ impl PathBook {
 
     /// The per-packet check: is `path` where sessions of `class` to `peer` belong?
     #[inline]
+    /// Per (class, peer), the path its sessions should use (for change detection).
+    pub fn targets(&self) -> &[u16] {
+        &self.targets
+    }
+
     pub fn is_target(&self, class: u16, peer: u16, path: u16) -> bool {
         let slot = usize::from(class) * self.first.len() + usize::from(peer);
         self.targets.get(slot) == Some(&path)

@@ -84,6 +84,8 @@ pub struct Counters {
     pub metadata_received: u64,
     /// Packets for the router itself, handed to the host.
     pub local: u64,
+    /// Of `to_wan` and `to_lan`: packets the in-kernel fast path forwarded (`offload`).
+    pub fast_path: u64,
 }
 
 impl Default for Counters {
@@ -102,6 +104,7 @@ impl Default for Counters {
             metadata_sent: 0,
             metadata_received: 0,
             local: 0,
+            fast_path: 0,
         }
     }
 }

@@ -54,6 +54,7 @@
 
 mod drop;
 pub mod ip;
+pub mod offload;
 mod reset;
 mod tables;
 #[doc(hidden)]
@@ -247,6 +248,8 @@ pub struct Pipeline {
     guard: Guard,
     /// Rate limits per access rule (`crate::qos`).
     policer: Policer,
+    /// What the in-kernel fast path must learn (`offload`).
+    offload: offload::Offload,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -343,6 +346,7 @@ impl Pipeline {
             batch: Vec::new(),
             guard,
             policer,
+            offload: offload::Offload::default(),
         }
     }
 
@@ -380,7 +384,11 @@ impl Pipeline {
         let Some(i) = paths.paths.iter().position(|x| x.id == path_id) else {
             return false;
         };
-        self.paths.force(usize::from(p), i, up)
+        let changed = self.paths.force(usize::from(p), i, up);
+        if changed {
+            self.offload.invalidate();
+        }
+        changed
     }
 
     /// Takes the path monitor's report (liveness and quality of every path) and re-evaluates
@@ -391,9 +399,16 @@ impl Pipeline {
             return false;
         }
         let locations_changed = report.apply(&mut self.paths);
+        let targets = self
+            .offload
+            .is_enabled()
+            .then(|| self.paths.targets().to_vec());
         self.paths.evaluate(now);
         if locations_changed {
             self.relocate_from_unhealthy_locations();
+        }
+        if locations_changed || targets.is_some_and(|t| t != self.paths.targets()) {
+            self.offload.invalidate();
         }
         true
     }
@@ -434,6 +449,7 @@ impl Pipeline {
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
         let old = std::mem::replace(&mut self.tables, tables);
         let new = Arc::clone(&self.tables);
+        self.offload.invalidate();
         self.sessions.set_limits(new.limits, new.timeouts);
         self.guard.configure(&new.guard, tenant_names(&new));
         self.policer = Policer::new(self.sessions.base(), &new.qos);
@@ -476,6 +492,7 @@ impl Pipeline {
                 }
                 None => {
                     self.sessions.remove(id);
+                    self.offload.removed(id);
                     self.counters.sessions_expired += 1;
                 }
             }
@@ -592,7 +609,11 @@ impl Pipeline {
             self.sessions
                 .lookup_hashed(&p.key, prepared.hash, now, &mut self.expired)
         {
-            return self.established(now, ingress, pkt, p, hit);
+            let action = self.established(now, ingress, pkt, p, hit);
+            if action.is_ok() {
+                self.offload.note(hit.id);
+            }
+            return action;
         }
         match ingress.interface {
             Interface::Lan(lan) => {
@@ -1374,6 +1395,7 @@ impl Pipeline {
     }
 
     fn retire(&mut self, gone: Expired<Svr>, notify: bool) {
+        self.offload.removed(gone.id);
         let st = &gone.state;
         if let Some(n) = self.peer_sessions.get_mut(usize::from(st.peer)) {
             *n = n.saturating_sub(1);

@@ -246,3 +246,87 @@ pub fn run(p: &mut Pipeline, now: Instant, ingress: Ingress, packet: &[u8]) -> (
     buf.truncate(len);
     (action, buf)
 }
+
+/// An IPv4 header of `len` bytes in all, TTL `ttl`, protocol `protocol`, checksum filled.
+fn ipv4(src: [u8; 4], dst: [u8; 4], ttl: u8, protocol: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let mut ip = crate::packet::Ipv4Packet::new_unchecked(&mut out[..]);
+    ip.set_version_and_header_len(20);
+    ip.set_total_len(u16::try_from(len).unwrap_or(u16::MAX));
+    ip.set_flags_and_frag_offset(true, false, 0);
+    ip.set_ttl(ttl);
+    ip.set_protocol(protocol);
+    ip.set_src_addr(src.into());
+    ip.set_dst_addr(dst.into());
+    ip.fill_checksum();
+    out
+}
+
+/// IPv4 / UDP `src:sport → dst:dport` with `payload`, checksums filled (the fast-path tests'
+/// packets; the back-to-back tests build theirs with `etherparse`, an independent
+/// implementation).
+pub fn udp_v4(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = ipv4(
+        src,
+        dst,
+        ttl,
+        crate::packet::ip_protocol::UDP,
+        28 + payload.len(),
+    );
+    out[28..].copy_from_slice(payload);
+    let mut udp = crate::packet::UdpDatagram::new_unchecked(&mut out[20..]);
+    udp.set_src_port(sport);
+    udp.set_dst_port(dport);
+    udp.set_len(u16::try_from(8 + payload.len()).unwrap_or(u16::MAX));
+    udp.fill_checksum_v4(src.into(), dst.into());
+    out
+}
+
+/// IPv4 / TCP `src:sport → dst:dport` with `payload`, no options, checksums filled; `flags`
+/// names them: `S`YN, `A`CK, `F`IN, `R`ST, `P`SH.
+#[allow(clippy::too_many_arguments)] // a packet is its fields
+pub fn tcp_v4(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let bits = [
+        ('F', 0x01),
+        ('S', 0x02),
+        ('R', 0x04),
+        ('P', 0x08),
+        ('A', 0x10),
+    ]
+    .iter()
+    .filter(|(c, _)| flags.contains(*c))
+    .fold(0u8, |b, (_, bit)| b | bit);
+    let mut out = ipv4(
+        src,
+        dst,
+        ttl,
+        crate::packet::ip_protocol::TCP,
+        40 + payload.len(),
+    );
+    out[40..].copy_from_slice(payload);
+    let mut tcp = crate::packet::TcpSegment::new_unchecked(&mut out[20..]);
+    tcp.set_src_port(sport);
+    tcp.set_dst_port(dport);
+    tcp.set_seq_number(1000);
+    tcp.set_ack_number(u32::from(bits & 0x10 != 0));
+    tcp.set_header_len(20);
+    tcp.set_flags(bits);
+    tcp.set_window_len(64240);
+    tcp.fill_checksum_v4(src.into(), dst.into());
+    out
+}

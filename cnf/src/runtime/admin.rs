@@ -310,6 +310,22 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
     }
     out.extend(path_counters(runtime));
     out.extend(location_counters(runtime));
+    if let Some((stats, sessions)) = runtime.fast_path() {
+        // The XDP program's own counts: forwarded in the kernel, or punted and why.
+        for (stat, value) in crate::io::fastpath::Stat::ALL.iter().zip(stats) {
+            out.push(counter(
+                "signpost_fast_path_total",
+                &[("event", stat.name())],
+                value,
+            ));
+        }
+        out.push(counter("signpost_fast_path_sessions", &[], sessions));
+        out.push(counter(
+            "signpost_fast_path_synced_packets_total",
+            &[],
+            p.fast_path,
+        ));
+    }
     for (device, s) in runtime.port_stats() {
         for (what, value) in [
             ("rx_packets", s.rx_packets),

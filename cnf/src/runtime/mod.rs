@@ -21,6 +21,9 @@
 //!   Ethernet/802.1Q headers, answers ARP for the router's addresses, resolves next hops with
 //!   its own ARP ([`neighbor`]), and answers ICMP echo to the router. Router-originated frames
 //!   leave through [`raw::RawSenders`].
+//! - With the fast path on ([`io::IoConfig::fast_path`]), each worker also keeps the kernel's
+//!   session map in line with its pipeline ([`offload`]): the housekeeping thread and the path
+//!   monitor call [`worker::Worker::sync_fast_path`].
 //!
 //! Deployment notes. The router's devices should carry no kernel IP addresses (the config
 //! holds them): with AF_XDP the kernel never sees the traffic anyway, and with the AF_PACKET
@@ -32,6 +35,7 @@
 pub mod admin;
 pub mod metrics;
 pub mod neighbor;
+pub mod offload;
 pub mod paths;
 pub mod raw;
 pub mod worker;
@@ -219,6 +223,7 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.metadata_sent += from.metadata_sent;
     into.metadata_received += from.metadata_received;
     into.local += from.local;
+    into.fast_path += from.fast_path;
 }
 
 /// The running data plane. Dropping it stops the workers.
@@ -283,8 +288,18 @@ impl Runtime {
             SessionForwarder { worker }
         })
         .map_err(|e| e.to_string())?;
+        if let Some(fast) = running.fast_path() {
+            for (i, w) in workers.iter().enumerate() {
+                let mut w = lock(w);
+                w.offloaded = Some(offload::Offloaded::new(fast.clone(), i as u32));
+                if let Some(p) = w.pipeline.as_mut() {
+                    p.set_offload(true);
+                }
+            }
+        }
         tracing::info!(
             driver = ?running.driver(),
+            fast_path = running.fast_path().is_some(),
             interfaces = %devices.join(","),
             queues = workers.len(),
             "packet I/O started"
@@ -329,6 +344,23 @@ impl Runtime {
         self.io.as_ref().map(io::Running::driver)
     }
 
+    /// The fast path's counters ([`io::fastpath::Stat`] order) and the sessions in it, when
+    /// it runs.
+    pub fn fast_path(&self) -> Option<(Vec<u64>, u64)> {
+        let fast = self.io.as_ref()?.fast_path()?;
+        let sessions = self
+            .workers
+            .iter()
+            .map(|w| {
+                lock(w)
+                    .offloaded
+                    .as_ref()
+                    .map_or(0, |o| o.sessions() as u64)
+            })
+            .sum();
+        Some((fast.stats(), sessions))
+    }
+
     pub fn ports(&self) -> &[Port] {
         &self.ports
     }
@@ -338,10 +370,22 @@ impl Runtime {
         let Some(io) = &self.io else {
             return Vec::new();
         };
+        let fast = io.fast_path();
         self.ports
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.device.clone(), io.port_stats(PortId(i as u16))))
+            .map(|(i, p)| {
+                let mut stats = io.port_stats(PortId(i as u16));
+                // Frames the kernel fast path forwarded never reached the driver.
+                if let Some(c) = fast.and_then(|f| f.port_counters.get(i)) {
+                    let read = |n: usize| c[n].load(Ordering::Relaxed);
+                    stats.rx_packets += read(0);
+                    stats.rx_bytes += read(1);
+                    stats.tx_packets += read(2);
+                    stats.tx_bytes += read(3);
+                }
+                (p.device.clone(), stats)
+            })
             .collect()
     }
 
@@ -511,6 +555,8 @@ fn housekeeping(
             {
                 w.install(now, tables, generation, options);
             }
+            // Before the sweep: the kernel's counts keep busy offloaded sessions alive.
+            w.sync_fast_path(now);
             if let Some(p) = w.pipeline.as_mut() {
                 p.poll_timers(now, SWEEP_BUDGET);
                 while let Some((egress, len)) = p.poll_transmit(&mut buf) {

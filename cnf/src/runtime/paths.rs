@@ -191,9 +191,12 @@ pub(super) fn run(
         }
         if let Some(report) = report {
             for w in workers {
-                if let Some(p) = lock(w).pipeline.as_mut() {
+                let mut w = lock(w);
+                if let Some(p) = w.pipeline.as_mut() {
                     p.set_path_health(now, &report);
                 }
+                // A session on a path that is no longer its target leaves the kernel now.
+                w.sync_fast_path(now);
             }
         }
     }

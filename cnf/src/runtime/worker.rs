@@ -32,10 +32,10 @@ pub struct Worker {
     pub(super) pipeline: Option<Pipeline>,
     /// Generation of the tables `pipeline` runs.
     pub(super) generation: u64,
-    ports: Arc<[Port]>,
+    pub(super) ports: Arc<[Port]>,
     /// By port: the config's interface on it.
     port_iface: Vec<Option<Interface>>,
-    iface_port: HashMap<Interface, usize>,
+    pub(super) iface_port: HashMap<Interface, usize>,
     /// By port: IPv4 addresses the router answers ARP and ping for.
     own_v4: Vec<Vec<Ipv4Addr>>,
     /// By port: the LAN interface on it, whose gateway takes off-link destinations.
@@ -51,6 +51,8 @@ pub struct Worker {
     pub(super) link_share: u32,
     /// Where BFD packets for the router go (the path monitor thread).
     bfd: Option<BfdSender>,
+    /// The sessions this worker put into the in-kernel fast path (`super::offload`).
+    pub(super) offloaded: Option<super::offload::Offloaded>,
 }
 
 impl Worker {
@@ -76,6 +78,7 @@ impl Worker {
             wan_queues: WanQueues::new(now),
             link_share: 1,
             bfd: None,
+            offloaded: None,
         }
     }
 
@@ -140,7 +143,11 @@ impl Worker {
             .configure(&links, &tables.qos.classes, self.link_share, slot);
         match &mut self.pipeline {
             Some(p) => p.set_tables(tables),
-            None => self.pipeline = Some(Pipeline::new(now, tables, options)),
+            None => {
+                let mut pipeline = Pipeline::new(now, tables, options);
+                pipeline.set_offload(self.offloaded.is_some());
+                self.pipeline = Some(pipeline);
+            }
         }
         self.generation = generation;
     }
@@ -334,7 +341,7 @@ impl Worker {
 
     /// The neighbour for `hop` on `port`: a LAN with a gateway sends off-link destinations to
     /// it (the pipeline names the destination; choosing the neighbour is Ethernet's business).
-    fn next_hop(&self, port: usize, hop: IpAddr) -> IpAddr {
+    pub(super) fn next_hop(&self, port: usize, hop: IpAddr) -> IpAddr {
         match self.lan.get(port) {
             Some(Some(lan)) => lan.next_hop(hop),
             _ => hop,
@@ -458,7 +465,7 @@ impl Worker {
     }
 
     /// Broadcasts "who has `hop`" on `port` from the router's address in `hop`'s family there.
-    fn send_arp_request(&mut self, port: usize, hop: Ipv4Addr, vlan: Option<u16>) {
+    pub(super) fn send_arp_request(&mut self, port: usize, hop: Ipv4Addr, vlan: Option<u16>) {
         let Some(src_mac) = self.ports.get(port).map(|p| p.mac) else {
             return;
         };

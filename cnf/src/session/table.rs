@@ -253,6 +253,8 @@ impl<S> Session<S> {
 /// A session that timed out, handed back so the pipeline can tell its peer.
 #[derive(Clone, Debug)]
 pub struct Expired<S> {
+    /// The slot it held (free again, and reusable, from now on).
+    pub id: SessionId,
     pub keys: [FlowKey; 2],
     pub uuid: [u8; 16],
     pub state: S,
@@ -649,6 +651,24 @@ impl<S> SessionTable<S> {
         }
     }
 
+    /// Records packets forwarded without passing here (the in-kernel fast path): the idle timer
+    /// moves to `last_seen` unless it is later already, the bytes of direction `reply` grow.
+    pub fn add_forwarded_elsewhere(
+        &mut self,
+        id: SessionId,
+        last_seen: Instant,
+        reply: bool,
+        bytes: u64,
+    ) {
+        let at_ms = self.now_ms(last_seen);
+        let Some(Some(s)) = self.slots.get_mut(id.0 as usize) else {
+            return;
+        };
+        s.last_seen_ms = s.last_seen_ms.max(at_ms);
+        s.bytes[usize::from(reply)] += bytes;
+        s.replied |= reply;
+    }
+
     /// Removes a session, returning what the pipeline needs to tell its peer.
     pub fn remove(&mut self, id: SessionId) -> Option<Expired<S>> {
         self.get(id)?;
@@ -670,6 +690,7 @@ impl<S> SessionTable<S> {
             *n = n.saturating_sub(1);
         }
         Some(Expired {
+            id,
             keys: session.keys,
             uuid: session.uuid,
             state: session.state,

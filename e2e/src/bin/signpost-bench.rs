@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release --workspace --bins && target/release/signpost-bench forward
 //!     [--seconds 5] [--senders 2] [--flows 64] [--rate PPS] [--tcp-seconds 5] [--repeat 1]
-//!     [--only kernel,routers] [--router-arg ARG]...
+//!     [--only kernel,routers,fast-path] [--router-arg ARG]...
 //! ```
 //!
 //! `forward`: packets per second and TCP throughput from a client to a server through a store
@@ -27,6 +27,13 @@
 //!   that holds up under sharing.
 //! - TCP: `iperf3 -c SERVICE -t --tcp-seconds`: the server's received throughput and the
 //!   client's retransmissions.
+//!
+//! Three forwarders: the kernel, the routers with every packet through the user-space pipeline
+//! (`--fast-path off`, the default), and the routers with the in-kernel fast path
+//! (`--fast-path on`: established sessions are forwarded by the routers' XDP program). Every run
+//! gets the same host settings, printed with the results: GRO on the client's and the server's
+//! veth ends (`cl0`, `srv0`), which XDP_REDIRECT into a veth needs on its peer, and TX checksum
+//! offload off on every veth end that sends into a forwarder.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -43,6 +50,10 @@ const TELEMETRY_PORT: u16 = 5140;
 const BULK: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 30);
 const BULK_PORT: u16 = 5201;
 const FIRST_PORT: u16 = 1024;
+/// Applied to every forwarder's run alike.
+const HOST_SETTINGS: &str = "GRO on cl0 (client) and srv0 (server); TX checksum offload (and \
+                             TSO) off on cl0, srv0 and the edge's and hub's veth ends; one \
+                             queue per veth";
 
 const SERVICES: &str = r#"
 apiVersion: signpost.dev/v1alpha1
@@ -81,13 +92,15 @@ spec: {tenants: [pos], services: [bulk], security: none}
 enum Forwarder {
     Kernel,
     Routers,
+    FastPath,
 }
 
 impl Forwarder {
     fn name(self) -> &'static str {
         match self {
             Forwarder::Kernel => "Linux kernel",
-            Forwarder::Routers => "signpost-router x2",
+            Forwarder::Routers => "routers, fast path off",
+            Forwarder::FastPath => "routers, fast path on",
         }
     }
 }
@@ -112,7 +125,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         tcp_seconds: 5,
         rate: None,
         repeat: 1,
-        only: vec![Forwarder::Kernel, Forwarder::Routers],
+        only: vec![Forwarder::Kernel, Forwarder::Routers, Forwarder::FastPath],
         router_args: Vec::new(),
     };
     while let Some(flag) = args.next() {
@@ -132,7 +145,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                     .map(|s| match s {
                         "kernel" => Ok(Forwarder::Kernel),
                         "routers" => Ok(Forwarder::Routers),
-                        other => Err(format!("--only: {other} is not kernel or routers")),
+                        "fast-path" => Ok(Forwarder::FastPath),
+                        other => Err(format!(
+                            "--only: {other} is not kernel, routers or fast-path"
+                        )),
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -241,9 +257,20 @@ fn forwarder_cpu_ns(pair: &RouterPair) -> u64 {
 fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
     let mut pair = RouterPair::up()?;
     pair.write_manifests(&[("routers.yaml", ROUTERS), ("services.yaml", SERVICES)])?;
+    // The same host settings for every forwarder (see HOST_SETTINGS).
+    pair.client.exec("ethtool", &["-K", "cl0", "gro", "on"])?;
+    pair.server.exec("ethtool", &["-K", "srv0", "gro", "on"])?;
     match forwarder {
         Forwarder::Kernel => pair.kernel_forwarding(&["10.255.1.20", "10.255.1.30"])?,
-        Forwarder::Routers => pair.start_routers("store-1", "hub-1", &o.router_args)?,
+        Forwarder::Routers | Forwarder::FastPath => {
+            let mut args = o.router_args.clone();
+            let on = forwarder == Forwarder::FastPath;
+            args.extend([
+                "--fast-path".to_string(),
+                if on { "on" } else { "off" }.into(),
+            ]);
+            pair.start_routers("store-1", "hub-1", &args)?
+        }
     }
     let answering = Arc::new(AtomicBool::new(true));
     server_sink(&pair, answering.clone())?;
@@ -293,7 +320,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
     };
     let mut interfaces = Vec::new();
     for (name, ns) in [("edge", &pair.edge), ("hub", &pair.hub)] {
-        if forwarder == Forwarder::Routers {
+        if forwarder != Forwarder::Kernel {
             interfaces.push(format!(
                 "{name}: {}",
                 interface_counters(&RouterPair::scrape(ns)?)
@@ -340,6 +367,12 @@ fn interface_counters(metrics: &str) -> String {
             out.push(format!("{device} {short} {value}"));
         }
     }
+    // With the fast path: what the XDP program forwarded, and what it handed to user space.
+    for (event, value) in metrics.by("signpost_fast_path_total", "event") {
+        if value > 0.0 {
+            out.push(format!("xdp {event} {value}"));
+        }
+    }
     out.join(", ")
 }
 
@@ -367,6 +400,7 @@ fn forward(o: &Options) -> Result<(), String> {
         o.repeat,
         load.join(" ")
     );
+    println!("host settings, every run: {HOST_SETTINGS}");
     if !o.router_args.is_empty() {
         println!("router arguments: {}", o.router_args.join(" "));
     }
@@ -383,16 +417,21 @@ fn forward(o: &Options) -> Result<(), String> {
     }
     println!();
     println!(
-        "{:<20} {:>12} {:>13} {:>7} {:>11} {:>13} {:>11} {:>8}",
+        "{:<24} {:>12} {:>13} {:>7} {:>10} {:>11} {:>13} {:>11} {:>8}",
         "forwarder",
         "offered Mpps",
         "received Mpps",
         "loss %",
+        "vs kernel",
         "CPU ns/pkt",
         "of which fwd",
         "TCP Gbit/s",
         "retrans"
     );
+    let kernel_pps = results
+        .iter()
+        .find(|(f, o)| *f == Forwarder::Kernel && !o.is_empty())
+        .map(|(_, o)| median(o.iter().map(Outcome::received_pps).collect()));
     let mut medians = Vec::new();
     for (forwarder, outcomes) in &results {
         if outcomes.is_empty() {
@@ -409,12 +448,14 @@ fn forward(o: &Options) -> Result<(), String> {
             tcp,
             m(&|o| o.tcp.map_or(0.0, |t| t.retransmits as f64)),
         );
+        let ratio = kernel_pps.map_or("-".to_string(), |k| format!("{:.2}x", row.1 / k.max(1.0)));
         println!(
-            "{:<20} {:>12.3} {:>13.3} {:>7.1} {:>11.0} {:>13.0} {:>11.2} {:>8.0}",
+            "{:<24} {:>12.3} {:>13.3} {:>7.1} {:>10} {:>11.0} {:>13.0} {:>11.2} {:>8.0}",
             forwarder.name(),
             row.0 / 1e6,
             row.1 / 1e6,
             row.2,
+            ratio,
             row.3,
             row.4,
             row.5 / 1e9,
@@ -423,20 +464,27 @@ fn forward(o: &Options) -> Result<(), String> {
         medians.push((*forwarder, row));
     }
     let find = |f: Forwarder| medians.iter().find(|(x, _)| *x == f).map(|(_, r)| *r);
-    if let (Some(k), Some(r)) = (find(Forwarder::Kernel), find(Forwarder::Routers)) {
-        println!(
-            "routers / kernel: received pps {:.2}x (target >= 1.0), CPU per packet {:.2}x, TCP {:.2}x",
-            r.1 / k.1.max(1.0),
-            r.3 / k.3.max(1.0),
-            r.5 / k.5.max(1.0)
-        );
+    for f in [Forwarder::Routers, Forwarder::FastPath] {
+        if let (Some(k), Some(r)) = (find(Forwarder::Kernel), find(f)) {
+            println!(
+                "{} / kernel: received pps {:.2}x (target >= 1.0), CPU per packet {:.2}x, TCP {:.2}x",
+                f.name(),
+                r.1 / k.1.max(1.0),
+                r.3 / k.3.max(1.0),
+                r.5 / k.5.max(1.0)
+            );
+        }
+        if let Some(r) = find(f) {
+            println!(
+                "TCP through the {}: {:.2} Gbit/s (target >= 1 Gbit/s on this {cores}-core machine)",
+                f.name(),
+                r.5 / 1e9
+            );
+        }
     }
-    if let Some(r) = find(Forwarder::Routers) {
-        println!(
-            "TCP through the routers: {:.2} Gbit/s (target >= 1 Gbit/s on this {cores}-core machine)",
-            r.5 / 1e9
-        );
-    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("load average after: {}", load.join(" "));
     for (forwarder, outcomes) in &results {
         for line in outcomes
             .last()

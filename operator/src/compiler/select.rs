@@ -788,6 +788,7 @@ pub fn limits(l: Option<&RouterLimits>) -> pb::Limits {
         max_half_open_per_tenant: l.max_half_open_per_tenant.unwrap_or(0),
         new_sessions_per_second_per_tenant: l.new_sessions_per_second_per_tenant.unwrap_or(0),
         tcp_half_open_timeout_s: l.tcp_half_open_timeout_seconds.unwrap_or(0),
+        udp_idle_timeout_s: l.udp_idle_timeout_seconds.unwrap_or(0),
         ..Default::default()
     }
 }

@@ -89,6 +89,10 @@ pub struct RouterLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub tcp_half_open_timeout_seconds: Option<u32>,
+    /// Seconds an answered UDP session is kept without a packet (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub udp_idle_timeout_seconds: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
