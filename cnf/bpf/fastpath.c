@@ -45,6 +45,7 @@ enum xdp_action { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
 #define BPF_F_NO_PREALLOC 1
 
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static long (*bpf_xdp_adjust_head)(struct xdp_md *ctx, int delta) = (void *)44;
 static long (*bpf_redirect_map)(void *map, __u32 key, __u64 flags) = (void *)51;
 static long (*bpf_xdp_adjust_tail)(struct xdp_md *ctx, int delta) = (void *)65;
@@ -287,8 +288,15 @@ int signpost_fastpath(struct xdp_md *ctx)
 
 	if (be32(data) != be32(e->in_mac) || be16(data + 4) != be16(e->in_mac + 4))
 		return punt(ctx, PUNT_NOT_FOR_US);
-	if (proto == IPPROTO_TCP && (l4[13] & (TCP_FIN | TCP_SYN | TCP_RST)))
+	if (proto == IPPROTO_TCP && (l4[13] & (TCP_FIN | TCP_SYN | TCP_RST))) {
+		// A FIN or RST ends this direction's entry here and now: the close's last ACK
+		// (`Closing` -> `Closed` in the session table) then reaches the pipeline too, even when
+		// the whole close is over before the runtime's next visit. The runtime finds the entry
+		// gone and loses at most the counts since its last read.
+		if (l4[13] & (TCP_FIN | TCP_RST))
+			bpf_map_delete_elem(&sessions, &key);
 		return punt(ctx, PUNT_TCP_FLAGS);
+	}
 	// A payload that begins with the SVR cookie is metadata or needs the false-positive
 	// marker: the slow path's.
 	if (total >= 20 + l4_header + 8) {

@@ -439,12 +439,22 @@ impl FastPath {
             let info = link_info(index)
                 .map_err(|e| fail(format!("cannot query the XDP program on {name}: {e}")))?;
             if info.prog_id != 0 {
+                let program = program_name(info.prog_id).unwrap_or_default();
+                // Ours, or libbpf's default AF_XDP program (it loads it unnamed), which a
+                // router without the fast path attaches and a crash leaves behind.
+                if program != KERNEL_NAME && !program.is_empty() {
+                    return Err(fail(format!(
+                        "another XDP program is attached to {name} (id {}, \"{program}\"): the \
+                         fast path replaces only its own; detach it (`ip link set dev {name} \
+                         xdp off`) or run without --fast-path",
+                        info.prog_id
+                    )));
+                }
                 tracing::warn!(
                     interface = %name,
                     program_id = info.prog_id,
-                    program = %program_name(info.prog_id).unwrap_or_default(),
-                    "replacing the XDP program attached to the interface (a fast path left by a \
-                     router that stopped uncleanly, or another program)"
+                    program = %program,
+                    "replacing the AF_XDP program a router that stopped uncleanly left"
                 );
                 if info.skb_prog_id != 0 {
                     detach(index, libbpf_sys::XDP_FLAGS_SKB_MODE);

@@ -665,6 +665,15 @@ where
 {
     config.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
+    if !config.fast_path {
+        // Whatever the driver: a fast path a crashed router left would go on forwarding its
+        // sessions in the kernel, unseen by this router's policy and timers.
+        for name in &config.interfaces {
+            if let Ok(index) = sys::if_index(name) {
+                fastpath::clear_stale(name, index);
+            }
+        }
+    }
     let fast_path = if config.fast_path {
         let fast = fastpath::FastPath::attach(&config.interfaces).map_err(|e| IoError::Xdp {
             interface: config.interfaces.join(","),

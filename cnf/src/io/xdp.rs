@@ -87,9 +87,6 @@ pub(crate) fn open(config: &IoConfig) -> Result<Opened, IoError> {
                  the router runs in the namespace that holds it"
             ))
         })?;
-        if !config.fast_path {
-            super::fastpath::clear_stale(name, index);
-        }
         match attached_program(index) {
             Ok(0) => programs.attached_by_us.push(index),
             Ok(_) => {}

@@ -655,7 +655,7 @@ impl Pipeline {
                 let Some(id) = self.open_from_wan(now, wan, pkt, &p)? else {
                     return Ok(Action::Consumed);
                 };
-                self.established(
+                let action = self.established(
                     now,
                     ingress,
                     pkt,
@@ -665,7 +665,13 @@ impl Pipeline {
                         side: Side::Wan,
                         reply: false,
                     },
-                )
+                );
+                // A session re-bound to a new path must leave the kernel's entries of its old
+                // one at once (the runtime decides it again); a new one is noted like any other.
+                if action.is_ok() {
+                    self.offload.note(id);
+                }
+                action
             }
         }
     }

@@ -89,7 +89,9 @@ pub struct RouterLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub tcp_half_open_timeout_seconds: Option<u32>,
-    /// Seconds an answered UDP session is kept without a packet (default 120).
+    /// Seconds an answered UDP session is kept without a packet (default 120). With the
+    /// router's in-kernel fast path, keep it above a few seconds: a busy offloaded session's
+    /// activity is read back from the kernel in rounds of up to 2.6 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub udp_idle_timeout_seconds: Option<u32>,
