@@ -366,8 +366,9 @@ impl Drop for Copy {
 /// The fast path: the program loaded (once per interface when attached) and its shared maps.
 pub struct FastPath {
     copies: Vec<Copy>,
-    /// Interface indexes this fast path attached to, detached on drop.
-    attached: Vec<u32>,
+    /// Interface indexes this fast path attached to, with the id of the program it attached
+    /// there (0 when the kernel would not say); detached on drop if still that program.
+    attached: Vec<(u32, u32)>,
     sessions: c_int,
     devices: c_int,
     stats: c_int,
@@ -476,14 +477,15 @@ impl FastPath {
                     errno(rc)
                 )));
             }
-            fast.attached.push(index);
+            let id = link_info(index).map(|i| i.drv_prog_id).unwrap_or(0);
+            fast.attached.push((index, id));
         }
         Ok(fast)
     }
 
     /// The interface index of `port` (its position in the attached interface list).
     pub fn ifindex(&self, port: usize) -> Option<u32> {
-        self.attached.get(port).copied()
+        self.attached.get(port).map(|&(index, _)| index)
     }
 
     /// Installs (or replaces) the entry for `key`.
@@ -589,8 +591,16 @@ impl FastPath {
 
 impl Drop for FastPath {
     fn drop(&mut self) {
-        for &index in &self.attached {
-            detach(index, libbpf_sys::XDP_FLAGS_DRV_MODE);
+        for &(index, id) in &self.attached {
+            // Only our program: one attached since by somebody else stays.
+            match link_info(index) {
+                Ok(info) if info.drv_prog_id != id && id != 0 => tracing::warn!(
+                    interface_index = index,
+                    program_id = info.drv_prog_id,
+                    "the fast path was replaced by another XDP program; leaving that one attached"
+                ),
+                _ => detach(index, libbpf_sys::XDP_FLAGS_DRV_MODE),
+            }
         }
     }
 }
