@@ -10,8 +10,8 @@
 //! store knows all of them (to deny the ones its tenants are not granted) and a change to any
 //! service rebuilds every router. Its full-compile and memory figures keep their targets; its
 //! recompile figures are printed for information only: the 100 ms target is the chain's, where
-//! a change touches the routers that use the service, and no compiler can rebuild and re-encode
-//! all 10,010 configurations in that time on 2 cores.
+//! a change touches the routers that use the service; here every change rebuilds, re-encodes
+//! and re-hashes all 10,010 configurations (about 120 ms on 2 cores, quiet).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
