@@ -57,6 +57,32 @@ spec:
       networks: [{name: services, prefixes: [10.100.0.0/16]}]
 "#;
 
+/// The `pos` tenant (the edge's `pos` network) and a UDP service behind the hub, `telemetry`
+/// (10.255.1.20 udp/5140 at [`SERVER`]): what every user of the pair sends through it. Tests and
+/// benches add their own services and policies beside these.
+pub const POS_AND_TELEMETRY: &str = r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Tenant
+metadata: {name: pos}
+spec: {networks: [pos]}
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Service
+metadata: {name: telemetry}
+spec:
+  addresses: [10.255.1.20/32]
+  transports: [{protocol: udp, ports: [{port: 5140}]}]
+  locations: [{router: hub-1, addresses: [10.100.1.10]}]
+"#;
+
+/// `pos` may reach `telemetry`, security `none`.
+pub const TELEMETRY_POLICY: &str = r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Policy
+metadata: {name: pos-telemetry}
+spec: {tenants: [pos], services: [telemetry], security: none}
+"#;
+
 /// The namespaces, the operator and the routers; all removed on drop (processes first).
 pub struct RouterPair {
     dir: PathBuf,

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use signpost_e2e::lab::Metrics;
-use signpost_e2e::router_pair::{CLIENT, ROUTERS, RouterPair};
+use signpost_e2e::router_pair::{CLIENT, POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY};
 use signpost_e2e::{available, in_namespace};
 
 const TELEMETRY: SocketAddr =
@@ -34,20 +34,8 @@ const VAULT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 255, 1, 40)), 5141);
 const IDLE_SECONDS: u64 = 3;
 
-const SERVICES: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Tenant
-metadata: {name: pos}
-spec: {networks: [pos]}
----
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {name: telemetry}
-spec:
-  addresses: [10.255.1.20/32]
-  transports: [{protocol: udp, ports: [{port: 5140}]}]
-  locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
+/// A second service no policy allows: `pos` → `vault` stays denied.
+const VAULT_SERVICE: &str = r#"
 apiVersion: signpost.dev/v1alpha1
 kind: Service
 metadata: {name: vault}
@@ -55,11 +43,6 @@ spec:
   addresses: [10.255.1.40/32]
   transports: [{protocol: udp, ports: [{port: 5141}]}]
   locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Policy
-metadata: {name: pos-telemetry}
-spec: {tenants: [pos], services: [telemetry], security: none}
 "#;
 
 /// Both routers with a short UDP idle timeout, so that "survives expiry while busy" takes
@@ -220,8 +203,13 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
         return;
     }
     let mut pair = RouterPair::up().expect("namespaces");
-    pair.write_manifests(&[("routers.yaml", &routers()), ("services.yaml", SERVICES)])
-        .expect("manifests");
+    pair.write_manifests(&[
+        ("routers.yaml", &routers()),
+        ("pos-telemetry.yaml", POS_AND_TELEMETRY),
+        ("vault.yaml", VAULT_SERVICE),
+        ("policy.yaml", TELEMETRY_POLICY),
+    ])
+    .expect("manifests");
     let running = start(&mut pair);
 
     // Busy for more than twice the idle timeout: 1,600 datagrams 5 ms apart (8 s).
@@ -341,13 +329,18 @@ fn an_offloaded_session_leaves_the_kernel_when_its_path_fails_and_returns_on_the
     let routers = two_path_routers();
     assert!(routers.contains("wan1"), "manifests name the second WAN");
     // Broadband preferred, so that the session starts there.
-    let services = SERVICES.replace(
+    let policy = TELEMETRY_POLICY.replace(
         "security: none}",
         "security: none, pathPreference: [broadband, lte]}",
     );
-    assert!(services.contains("pathPreference"));
-    pair.write_manifests(&[("routers.yaml", &routers), ("services.yaml", &services)])
-        .expect("manifests");
+    assert!(policy.contains("pathPreference"));
+    pair.write_manifests(&[
+        ("routers.yaml", &routers),
+        ("pos-telemetry.yaml", POS_AND_TELEMETRY),
+        ("vault.yaml", VAULT_SERVICE),
+        ("policy.yaml", &policy),
+    ])
+    .expect("manifests");
     let running = start(&mut pair);
 
     // 10 s of echoes 5 ms apart; broadband is cut after 3 s.

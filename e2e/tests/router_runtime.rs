@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use signpost_e2e::router_pair::{ROUTERS, RouterPair};
+use signpost_e2e::router_pair::{POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY};
 use signpost_e2e::{Child, Namespace, binary, in_namespace};
 
 const PAYMENTS: SocketAddr =
@@ -31,26 +31,13 @@ const TELEMETRY: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 255, 1, 20)), 5140);
 const OPERATOR: &str = "172.31.0.1:7443";
 
-const TENANTS_AND_SERVICES: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Tenant
-metadata: {name: pos}
-spec: {networks: [pos]}
----
+const PAYMENTS_SERVICE: &str = r#"
 apiVersion: signpost.dev/v1alpha1
 kind: Service
 metadata: {name: payments}
 spec:
   addresses: [10.255.1.10/32]
   transports: [{protocol: tcp, ports: [{port: 443}]}]
-  locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {name: telemetry}
-spec:
-  addresses: [10.255.1.20/32]
-  transports: [{protocol: udp, ports: [{port: 5140}]}]
   locations: [{router: hub-1, addresses: [10.100.1.10]}]
 "#;
 
@@ -59,13 +46,6 @@ apiVersion: signpost.dev/v1alpha1
 kind: Policy
 metadata: {name: pos-payments}
 spec: {tenants: [pos], services: [payments], security: encrypt}
-"#;
-
-const TELEMETRY_POLICY: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Policy
-metadata: {name: pos-telemetry}
-spec: {tenants: [pos], services: [telemetry], security: none}
 "#;
 
 struct Lab {
@@ -115,7 +95,8 @@ impl Lab {
             std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
         };
         write("routers.yaml", ROUTERS)?;
-        write("tenants-services.yaml", TENANTS_AND_SERVICES)?;
+        write("pos-telemetry.yaml", POS_AND_TELEMETRY)?;
+        write("payments.yaml", PAYMENTS_SERVICE)?;
         write("policy-telemetry.yaml", TELEMETRY_POLICY)?;
         let payments = dir.join("policy-payments.yaml");
         if with_payments_policy {

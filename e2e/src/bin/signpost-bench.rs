@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use signpost_e2e::bench::{self, Flood, Tcp};
 use signpost_e2e::lab::Metrics;
-use signpost_e2e::router_pair::{CLIENT, ROUTERS, RouterPair};
+use signpost_e2e::router_pair::{CLIENT, POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY};
 use signpost_e2e::{available, in_namespace};
 
 const TELEMETRY: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 20);
@@ -55,20 +55,8 @@ const HOST_SETTINGS: &str = "GRO on cl0 (client) and srv0 (server); TX checksum 
                              TSO) off on cl0, srv0 and the edge's and hub's veth ends; one \
                              queue per veth";
 
-const SERVICES: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Tenant
-metadata: {name: pos}
-spec: {networks: [pos]}
----
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {name: telemetry}
-spec:
-  addresses: [10.255.1.20/32]
-  transports: [{protocol: udp, ports: [{port: 5140}]}]
-  locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
+/// The TCP service iperf3 measures, beside the pair's telemetry (UDP).
+const BULK_MANIFESTS: &str = r#"
 apiVersion: signpost.dev/v1alpha1
 kind: Service
 metadata: {name: bulk}
@@ -76,11 +64,6 @@ spec:
   addresses: [10.255.1.30/32]
   transports: [{protocol: tcp, ports: [{port: 5201}]}]
   locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Policy
-metadata: {name: pos-telemetry}
-spec: {tenants: [pos], services: [telemetry], security: none}
 ---
 apiVersion: signpost.dev/v1alpha1
 kind: Policy
@@ -256,7 +239,12 @@ fn forwarder_cpu_ns(pair: &RouterPair) -> u64 {
 
 fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
     let mut pair = RouterPair::up()?;
-    pair.write_manifests(&[("routers.yaml", ROUTERS), ("services.yaml", SERVICES)])?;
+    pair.write_manifests(&[
+        ("routers.yaml", ROUTERS),
+        ("pos-telemetry.yaml", POS_AND_TELEMETRY),
+        ("policy.yaml", TELEMETRY_POLICY),
+        ("bulk.yaml", BULK_MANIFESTS),
+    ])?;
     // The same host settings for every forwarder (see HOST_SETTINGS).
     pair.client.exec("ethtool", &["-K", "cl0", "gro", "on"])?;
     pair.server.exec("ethtool", &["-K", "srv0", "gro", "on"])?;
