@@ -83,6 +83,24 @@ metadata: {name: pos-telemetry}
 spec: {tenants: [pos], services: [telemetry], security: none}
 "#;
 
+/// A TCP service `bulk` (10.255.1.30:5201) at the same location, and `pos` may reach it,
+/// security `none`: what iperf3 measures, and a location whose health a test can turn (its
+/// probes are TCP SYNs to 5201 on the server).
+pub const BULK_AND_POLICY: &str = r#"
+apiVersion: signpost.dev/v1alpha1
+kind: Service
+metadata: {name: bulk}
+spec:
+  addresses: [10.255.1.30/32]
+  transports: [{protocol: tcp, ports: [{port: 5201}]}]
+  locations: [{router: hub-1, addresses: [10.100.1.10]}]
+---
+apiVersion: signpost.dev/v1alpha1
+kind: Policy
+metadata: {name: pos-bulk}
+spec: {tenants: [pos], services: [bulk], security: none}
+"#;
+
 /// The namespaces, the operator and the routers; all removed on drop (processes first).
 pub struct RouterPair {
     dir: PathBuf,

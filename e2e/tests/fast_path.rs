@@ -8,6 +8,8 @@
 //!   counter, the sessions in the fast path), user space forwards only its first packets, and
 //!   the session outlives several idle timeouts (3 s here) while busy: one session created,
 //!   none expired. Once quiet it expires and its entries leave the kernel.
+//!   Meanwhile another service's location (`bulk`, TCP) goes unhealthy: the busy session's
+//!   entries stay (it is installed once), only sessions whose plan that changes would leave.
 //! - A flow no policy allows (`vault`) stays denied: the program has no entry for it, punts it,
 //!   and the pipeline drops it.
 //! - Stopped (SIGTERM), each router detaches its program from its devices.
@@ -25,7 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use signpost_e2e::lab::Metrics;
-use signpost_e2e::router_pair::{CLIENT, POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY};
+use signpost_e2e::router_pair::{
+    BULK_AND_POLICY, CLIENT, POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY,
+};
 use signpost_e2e::{available, in_namespace};
 
 const TELEMETRY: SocketAddr =
@@ -33,6 +37,7 @@ const TELEMETRY: SocketAddr =
 const VAULT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 255, 1, 40)), 5141);
 const IDLE_SECONDS: u64 = 3;
+const BULK_PORT: u16 = 5201;
 
 /// A second service no policy allows: `pos` → `vault` stays denied.
 const VAULT_SERVICE: &str = r#"
@@ -136,6 +141,7 @@ fn exchange_in(
 struct Seen {
     forwarded_in_kernel: f64,
     kernel_sessions: f64,
+    installs: f64,
     user_space_forwarded: f64,
     created: f64,
     expired: f64,
@@ -157,6 +163,7 @@ fn seen(ns: &signpost_e2e::Namespace) -> Result<Seen, String> {
             &[("event", "forwarded-packets")],
         ),
         kernel_sessions: m.sum("signpost_fast_path_sessions", &[]),
+        installs: m.sum("signpost_fast_path_installs_total", &[]),
         user_space_forwarded: forwarded - m.sum("signpost_fast_path_synced_packets_total", &[]),
         created: m.sum("signpost_session_events_total", &[("event", "created")]),
         expired: m.sum("signpost_session_events_total", &[("event", "expired")]),
@@ -207,15 +214,68 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
         ("routers.yaml", &routers()),
         ("pos-telemetry.yaml", POS_AND_TELEMETRY),
         ("vault.yaml", VAULT_SERVICE),
+        ("bulk.yaml", BULK_AND_POLICY),
         ("policy.yaml", TELEMETRY_POLICY),
     ])
     .expect("manifests");
+    // The bulk location is healthy while this listener is open.
+    let listening = Arc::new(AtomicBool::new(true));
+    let listener = {
+        let listening = listening.clone();
+        in_namespace(&pair.server, move || {
+            let l =
+                std::net::TcpListener::bind(("0.0.0.0", BULK_PORT)).map_err(|e| e.to_string())?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            while listening.load(Ordering::Relaxed) {
+                let _ = l.accept();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok::<(), String>(())
+        })
+    };
     let running = start(&mut pair);
+    let bulk_healthy = |pair: &RouterPair| -> f64 {
+        let m = Metrics::parse(&RouterPair::scrape(&pair.hub).unwrap_or_default());
+        m.sum("signpost_location_healthy", &[("service", "bulk")])
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bulk_healthy(&pair) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "bulk never became healthy
+{}",
+            pair.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let installs_before = [
+        seen(&pair.edge).expect("edge metrics").installs,
+        seen(&pair.hub).expect("hub metrics").installs,
+    ];
 
-    // Busy for more than twice the idle timeout: 1,600 datagrams 5 ms apart (8 s).
+    // Busy for more than twice the idle timeout: 1,600 datagrams 5 ms apart (8 s). A second
+    // in, the bulk listener closes: its location goes down while the session is busy.
+    let closer = {
+        let listening = listening.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            listening.store(false, Ordering::Relaxed);
+        })
+    };
     let count = 1600;
     let answered =
         exchange(&pair, 5000, TELEMETRY, count, Duration::from_millis(5)).expect("exchange");
+    closer.join().expect("closer");
+    listener
+        .join()
+        .expect("listener thread")
+        .expect("bulk listener");
+    assert_eq!(
+        bulk_healthy(&pair),
+        0.0,
+        "the bulk location went down during the busy phase\n{}",
+        pair.logs()
+    );
     // Let the routers read the kernel's counts back (every 250 ms).
     std::thread::sleep(Duration::from_millis(600));
     let edge = seen(&pair.edge).expect("edge metrics");
@@ -243,14 +303,27 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
             s.forwarded_in_kernel,
             pair.logs()
         );
+        // Two sessions' handshakes (the probe's and this one's): a few packets each, as the
+        // worker installs a session right after the packet that makes it offloadable.
         assert!(
-            s.user_space_forwarded < 60.0,
+            s.user_space_forwarded < 20.0,
             "{name}: {} packets still went through user space",
             s.user_space_forwarded
         );
         assert_eq!(
             s.kernel_sessions, 1.0,
             "{name}: the session is in the kernel"
+        );
+        // Installed once: another service's health change did not take it out of the kernel.
+        let before = if name == "edge" {
+            installs_before[0]
+        } else {
+            installs_before[1]
+        };
+        assert_eq!(
+            s.installs - before,
+            1.0,
+            "{name}: the busy session's entries were installed once"
         );
         // The probe session of port 4999 went idle and expired meanwhile; the busy one did not.
         assert_eq!(s.created, 2.0, "{name}: sessions created");

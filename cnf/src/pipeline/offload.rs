@@ -30,8 +30,10 @@
 //! - **Path choice**: an ingress session whose path is not its class's target any more moves on
 //!   its next forward packet; it is offloaded only while its path is the target, and every
 //!   path-book change (a path down, an SLA miss, a hold-down ending), location health change
-//!   and config change bumps [`Offload::epoch`], on which the runtime removes every entry at
-//!   once, so that the next forward packet comes to user space and moves the session.
+//!   and config change bumps [`Offload::epoch`], on which the runtime decides every installed
+//!   session again at once: one whose plan fails now (its path is no longer the target, its
+//!   location went unhealthy) or changed loses its entries, so that its next forward packet
+//!   comes to user space and moves the session; the others keep theirs.
 //! - **Removal**: a session that leaves the table (idle expiry, closed by its peer, a reset,
 //!   replaced) is listed in [`Offload::take_removed`]; the runtime deletes its entries.
 //!
@@ -119,6 +121,11 @@ impl Offload {
         into.dedup();
     }
 
+    /// Whether sessions were noted since the last [`Offload::take_noted`].
+    pub fn has_noted(&self) -> bool {
+        !self.noted.is_empty()
+    }
+
     /// Sessions that left the table since the last call.
     pub fn take_removed(&mut self, into: &mut Vec<SessionId>) {
         into.clear();
@@ -126,7 +133,7 @@ impl Offload {
     }
 
     /// Changes on every config, path-book or location-health change: entries made before are
-    /// to be removed.
+    /// to be decided again.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }

@@ -310,16 +310,26 @@ pub fn all_counters(runtime: &Runtime) -> Vec<Counter> {
     }
     out.extend(path_counters(runtime));
     out.extend(location_counters(runtime));
-    if let Some((stats, sessions)) = runtime.fast_path() {
+    if let Some(fast) = runtime.fast_path() {
         // The XDP program's own counts: forwarded in the kernel, or punted and why.
-        for (stat, value) in crate::io::fastpath::Stat::ALL.iter().zip(stats) {
+        for (stat, value) in crate::io::fastpath::Stat::ALL.iter().zip(fast.stats) {
             out.push(counter(
                 "signpost_fast_path_total",
                 &[("event", stat.name())],
                 value,
             ));
         }
-        out.push(counter("signpost_fast_path_sessions", &[], sessions));
+        out.push(counter("signpost_fast_path_sessions", &[], fast.sessions));
+        out.push(counter(
+            "signpost_fast_path_installs_total",
+            &[],
+            fast.installs,
+        ));
+        out.push(counter(
+            "signpost_fast_path_insert_errors_total",
+            &[],
+            fast.insert_errors,
+        ));
         out.push(counter(
             "signpost_fast_path_synced_packets_total",
             &[],

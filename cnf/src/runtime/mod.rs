@@ -23,7 +23,8 @@
 //!   leave through [`raw::RawSenders`].
 //! - With the fast path on ([`io::IoConfig::fast_path`]), each worker also keeps the kernel's
 //!   session map in line with its pipeline ([`offload`]): the housekeeping thread and the path
-//!   monitor call [`worker::Worker::sync_fast_path`].
+//!   monitor call [`worker::Worker::sync_fast_path`], the worker thread
+//!   [`worker::Worker::sync_noted`] after its batches.
 //!
 //! Deployment notes. The router's devices should carry no kernel IP addresses (the config
 //! holds them): with AF_XDP the kernel never sees the traffic anyway, and with the AF_PACKET
@@ -344,21 +345,21 @@ impl Runtime {
         self.io.as_ref().map(io::Running::driver)
     }
 
-    /// The fast path's counters ([`io::fastpath::Stat`] order) and the sessions in it, when
-    /// it runs.
-    pub fn fast_path(&self) -> Option<(Vec<u64>, u64)> {
+    /// The fast path's counters and the runtime's side of it, over all workers, when it runs.
+    pub fn fast_path(&self) -> Option<FastPathView> {
         let fast = self.io.as_ref()?.fast_path()?;
-        let sessions = self
-            .workers
-            .iter()
-            .map(|w| {
-                lock(w)
-                    .offloaded
-                    .as_ref()
-                    .map_or(0, |o| o.sessions() as u64)
-            })
-            .sum();
-        Some((fast.stats(), sessions))
+        let mut view = FastPathView {
+            stats: fast.stats(),
+            ..FastPathView::default()
+        };
+        for w in &self.workers {
+            if let Some(o) = lock(w).offloaded.as_ref() {
+                view.sessions += o.sessions() as u64;
+                view.installs += o.installs;
+                view.insert_errors += o.insert_errors;
+            }
+        }
+        Some(view)
     }
 
     pub fn ports(&self) -> &[Port] {
@@ -527,6 +528,19 @@ impl Runtime {
             None => Ok(()),
         }
     }
+}
+
+/// What [`Runtime::fast_path`] reports.
+#[derive(Clone, Debug, Default)]
+pub struct FastPathView {
+    /// The program's counters, in [`io::fastpath::Stat`] order.
+    pub stats: Vec<u64>,
+    /// Sessions with entries in the kernel now.
+    pub sessions: u64,
+    /// Times a session's entries were installed (a replacement counts again).
+    pub installs: u64,
+    /// Installs the kernel refused (its map full, most likely).
+    pub insert_errors: u64,
 }
 
 impl Drop for Runtime {

@@ -578,10 +578,13 @@ pub struct SessionForwarder {
 impl Forwarder for SessionForwarder {
     fn handle(&mut self, now: Instant, ingress: PortId, frame: &mut Frame<'_>) -> Verdict {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
-        worker.handle_frame(now, ingress, frame, None)
+        let verdict = worker.handle_frame(now, ingress, frame, None);
+        worker.sync_noted(now);
+        verdict
     }
 
-    /// One lock per batch, and the pipeline's lookups of the batch overlapped.
+    /// One lock per batch, and the pipeline's lookups of the batch overlapped. Sessions the
+    /// batch made offloadable go to the kernel right after it (see [`super::offload`]).
     fn handle_batch(
         &mut self,
         now: Instant,
@@ -591,6 +594,7 @@ impl Forwarder for SessionForwarder {
     ) {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         worker.handle_batch(now, ingress, frames, verdicts);
+        worker.sync_noted(now);
     }
 
     fn poll_release(

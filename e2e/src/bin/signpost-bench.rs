@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use signpost_e2e::bench::{self, Flood, Tcp};
 use signpost_e2e::lab::Metrics;
-use signpost_e2e::router_pair::{CLIENT, POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY};
+use signpost_e2e::router_pair::{
+    BULK_AND_POLICY, CLIENT, POS_AND_TELEMETRY, ROUTERS, RouterPair, TELEMETRY_POLICY,
+};
 use signpost_e2e::{available, in_namespace};
 
 const TELEMETRY: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 20);
@@ -54,22 +56,6 @@ const FIRST_PORT: u16 = 1024;
 const HOST_SETTINGS: &str = "GRO on cl0 (client) and srv0 (server); TX checksum offload (and \
                              TSO) off on cl0, srv0 and the edge's and hub's veth ends; one \
                              queue per veth";
-
-/// The TCP service iperf3 measures, beside the pair's telemetry (UDP).
-const BULK_MANIFESTS: &str = r#"
-apiVersion: signpost.dev/v1alpha1
-kind: Service
-metadata: {name: bulk}
-spec:
-  addresses: [10.255.1.30/32]
-  transports: [{protocol: tcp, ports: [{port: 5201}]}]
-  locations: [{router: hub-1, addresses: [10.100.1.10]}]
----
-apiVersion: signpost.dev/v1alpha1
-kind: Policy
-metadata: {name: pos-bulk}
-spec: {tenants: [pos], services: [bulk], security: none}
-"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Forwarder {
@@ -243,7 +229,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
         ("routers.yaml", ROUTERS),
         ("pos-telemetry.yaml", POS_AND_TELEMETRY),
         ("policy.yaml", TELEMETRY_POLICY),
-        ("bulk.yaml", BULK_MANIFESTS),
+        ("bulk.yaml", BULK_AND_POLICY),
     ])?;
     // The same host settings for every forwarder (see HOST_SETTINGS).
     pair.client.exec("ethtool", &["-K", "cl0", "gro", "on"])?;
