@@ -207,6 +207,23 @@ fn send_until(
     })
 }
 
+/// The machine's CPU time so far from `/proc/stat`, in clock ticks: (idle and I/O wait, all).
+pub fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (idle, fields.iter().sum())
+}
+
 /// The first field of a `schedstat` file: nanoseconds the task has run on a CPU.
 fn schedstat_ns(path: &str) -> u64 {
     std::fs::read_to_string(path)

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins && target/release/signpost-bench forward
-//!     [--seconds 5] [--senders 2] [--flows 64] [--rate PPS] [--tcp-seconds 5] [--repeat 1]
+//!     [--seconds 5] [--senders 6] [--flows 64] [--rate PPS] [--tcp-seconds 5] [--repeat 1]
 //!     [--only kernel,routers,fast-path] [--router-arg ARG]...
 //! ```
 //!
@@ -14,17 +14,25 @@
 //! because a Signpost session exists between two: one router's WAN output is waypoint-addressed
 //! and carries metadata until its peer answers, so it is not something a plain host receives.
 //!
-//! - UDP: every flow (`--flows`, distinct source ports) first sends one datagram the server
-//!   answers (through the routers, that completes the session handshake), then `--senders`
-//!   threads in the client send 64-byte frames (60 + FCS) of those flows for `--seconds` with
-//!   AF_PACKET `sendmmsg`, as fast as they can or paced to `--rate` frames per second in all
-//!   (the same offered load for both forwarders, below what overloads either). Offered = frames handed to the client's veth; received = the
-//!   server's `Ip: InReceives`; loss = 1 - received / offered. CPU per packet = CPU time of the
-//!   senders, of both router processes and of `ksoftirqd`, over datagrams received. The kernel
-//!   forwards inside the senders' own system calls (softirq work counts for the thread that
-//!   raised it), the routers in their own threads: on this machine's cores generator, routers
-//!   and receiver all share, so packets/s say who got the CPU, and CPU per packet is the figure
-//!   that holds up under sharing.
+//! - UDP: every flow (`--flows`, distinct source ports) first exchanges two datagrams with the
+//!   server (through the routers, that completes the session handshake: the hub answers with
+//!   reverse metadata until the initiator's next packet arrives without forward metadata, see
+//!   SVR-NOTES), then `--senders` threads in the client send 64-byte frames (60 + FCS) of those
+//!   flows for `--seconds` with AF_PACKET `sendmmsg`, as fast as they can or paced to `--rate`
+//!   frames per second in all (the same offered load for both forwarders, below what overloads
+//!   either). Offered = frames handed to the client's veth; received = the server's
+//!   `Ip: InReceives`; loss = 1 - received / offered. CPU per packet = CPU time of the senders,
+//!   of both router processes and of `ksoftirqd`, over datagrams received; idle = the machine's
+//!   idle CPU time during the flood. The kernel forwards inside the senders' own system calls
+//!   (softirq work counts for the thread that raised it), the routers in their own threads: on
+//!   this machine's cores generator, routers and receiver all share, so packets/s say who got
+//!   the CPU, and CPU per packet is the figure that holds up under sharing.
+//! - Senders: 6 by default, because fewer make the generator the bottleneck of the XDP path
+//!   (README "Benchmarks" has the sweep). A sender whose veth pushes back (the XDP-enabled
+//!   peer's ring is full) yields: with two senders each was switched out ~77,000 times a second
+//!   and the fast path's CPU per packet was the kernel's; with six, 0.94x, and from six on
+//!   neither forwarder forwards more with more senders (under 1 %). Kernel forwarding moves by
+//!   under 2 % from two senders to eight (it never pushes back: it forwards inside the send).
 //! - TCP: `iperf3 -c SERVICE -t --tcp-seconds`: the server's received throughput and the
 //!   client's retransmissions.
 //!
@@ -89,7 +97,7 @@ struct Options {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
         seconds: 5,
-        senders: 2,
+        senders: 6,
         flows: 64,
         tcp_seconds: 5,
         rate: None,
@@ -130,6 +138,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 struct Udp {
     flood: Flood,
     received: u64,
+    /// Share of the machine's CPU time that was idle during the flood: above a percent or so,
+    /// the senders did not keep the cores busy.
+    idle: f64,
     /// CPU time of both router processes and of ksoftirqd during the flood.
     forwarder_cpu_ns: u64,
     seconds: f64,
@@ -155,6 +166,9 @@ impl Outcome {
     }
     fn cpu_per_packet(&self) -> f64 {
         (self.udp.flood.cpu_ns + self.udp.forwarder_cpu_ns) as f64 / self.udp.received.max(1) as f64
+    }
+    fn idle_percent(&self) -> f64 {
+        100.0 * self.udp.idle
     }
     fn forwarder_cpu_per_packet(&self) -> f64 {
         self.udp.forwarder_cpu_ns as f64 / self.udp.received.max(1) as f64
@@ -187,8 +201,10 @@ fn server_sink(pair: &RouterPair, answering: Arc<AtomicBool>) -> Result<(), Stri
         .map_err(|_| "sink thread panicked".to_string())?
 }
 
-/// One datagram per flow from its own source port, answered: through the routers this is each
-/// session's handshake. Returns the flows answered.
+/// Two answered datagrams per flow from its own source port: through the routers this is each
+/// session's handshake (the second one tells the hub the store saw its reverse metadata), so
+/// that the flood measures established sessions at both routers. Returns the flows answered
+/// twice.
 fn open_flows(pair: &RouterPair, flows: u16) -> Result<u16, String> {
     in_namespace(&pair.client, move || {
         let mut answered = 0;
@@ -198,13 +214,17 @@ fn open_flows(pair: &RouterPair, flows: u16) -> Result<u16, String> {
             socket
                 .set_read_timeout(Some(Duration::from_millis(300)))
                 .map_err(|e| e.to_string())?;
-            for _ in 0..5 {
+            let mut answers = 0;
+            for _ in 0..6 {
                 socket
                     .send_to(b"hello", SocketAddr::from((TELEMETRY, TELEMETRY_PORT)))
                     .map_err(|e| e.to_string())?;
                 if socket.recv_from(&mut buf).is_ok() {
-                    answered += 1;
-                    break;
+                    answers += 1;
+                    if answers == 2 {
+                        answered += 1;
+                        break;
+                    }
                 }
             }
         }
@@ -274,6 +294,7 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
         .collect();
     let received_before = bench::ip_counter(&pair.server.name, "InReceives")?;
     let cpu_before = forwarder_cpu_ns(&pair);
+    let ticks_before = bench::cpu_ticks();
     let started = Instant::now();
     let flood = bench::flood(
         &pair.client.name,
@@ -284,12 +305,16 @@ fn run(forwarder: Forwarder, o: &Options) -> Result<Outcome, String> {
         o.rate,
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let ticks = bench::cpu_ticks();
+    let idle = (ticks.0.saturating_sub(ticks_before.0)) as f64
+        / (ticks.1.saturating_sub(ticks_before.1)).max(1) as f64;
     // Frames still queued in the routers reach the server within this pause.
     std::thread::sleep(Duration::from_millis(300));
     let udp = Udp {
         flood,
         received: bench::ip_counter(&pair.server.name, "InReceives")? - received_before,
         forwarder_cpu_ns: forwarder_cpu_ns(&pair).saturating_sub(cpu_before),
+        idle,
         seconds,
     };
     let mut interfaces = Vec::new();
@@ -391,7 +416,7 @@ fn forward(o: &Options) -> Result<(), String> {
     }
     println!();
     println!(
-        "{:<24} {:>12} {:>13} {:>7} {:>10} {:>11} {:>13} {:>11} {:>8}",
+        "{:<24} {:>12} {:>13} {:>7} {:>10} {:>11} {:>13} {:>7} {:>11} {:>8}",
         "forwarder",
         "offered Mpps",
         "received Mpps",
@@ -399,6 +424,7 @@ fn forward(o: &Options) -> Result<(), String> {
         "vs kernel",
         "CPU ns/pkt",
         "of which fwd",
+        "idle %",
         "TCP Gbit/s",
         "retrans"
     );
@@ -421,10 +447,11 @@ fn forward(o: &Options) -> Result<(), String> {
             m(&Outcome::forwarder_cpu_per_packet),
             tcp,
             m(&|o| o.tcp.map_or(0.0, |t| t.retransmits as f64)),
+            m(&Outcome::idle_percent),
         );
         let ratio = kernel_pps.map_or("-".to_string(), |k| format!("{:.2}x", row.1 / k.max(1.0)));
         println!(
-            "{:<24} {:>12.3} {:>13.3} {:>7.1} {:>10} {:>11.0} {:>13.0} {:>11.2} {:>8.0}",
+            "{:<24} {:>12.3} {:>13.3} {:>7.1} {:>10} {:>11.0} {:>13.0} {:>7.1} {:>11.2} {:>8.0}",
             forwarder.name(),
             row.0 / 1e6,
             row.1 / 1e6,
@@ -432,6 +459,7 @@ fn forward(o: &Options) -> Result<(), String> {
             ratio,
             row.3,
             row.4,
+            row.7,
             row.5 / 1e9,
             row.6
         );
