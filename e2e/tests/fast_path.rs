@@ -234,16 +234,22 @@ fn established_sessions_are_forwarded_in_the_kernel_and_policy_still_decides_new
         })
     };
     let running = start(&mut pair);
+    // The hub's gauge for the bulk location (the metric must be there: 0 is a verdict).
     let bulk_healthy = |pair: &RouterPair| -> f64 {
-        let m = Metrics::parse(&RouterPair::scrape(&pair.hub).unwrap_or_default());
-        m.sum("signpost_location_healthy", &[("service", "bulk")])
+        let text = RouterPair::scrape(&pair.hub).expect("hub metrics");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("signpost_location_healthy{")
+                    && l.contains("service=\"bulk\"")),
+            "the hub reports the bulk location:\n{text}"
+        );
+        Metrics::parse(&text).sum("signpost_location_healthy", &[("service", "bulk")])
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while bulk_healthy(&pair) < 1.0 {
         assert!(
             Instant::now() < deadline,
-            "bulk never became healthy
-{}",
+            "bulk never became healthy\n{}",
             pair.logs()
         );
         std::thread::sleep(Duration::from_millis(100));
